@@ -107,3 +107,11 @@ mod tests {
         assert!(validate_tag("", None).is_err());
     }
 }
+
+/// One stretch of transcript, with times in seconds from the start of the audio.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Segment {
+    pub start: f64,
+    pub end: f64,
+    pub text: String,
+}

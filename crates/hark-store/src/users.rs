@@ -1,0 +1,105 @@
+use std::str::FromStr;
+
+use hark_core::roles::Role;
+use time::OffsetDateTime;
+
+use crate::{Db, DEFAULT_WORKSPACE_ID, Result, StoreError, from_millis, now_millis};
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: i64,
+    pub workspace_id: i64,
+    pub username: String,
+    pub role: Role,
+    pub created_at: OffsetDateTime,
+}
+
+/// A user together with their password hash, for sign-in only.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub user: User,
+    pub password_hash: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    id: i64,
+    workspace_id: i64,
+    username: String,
+    password_hash: String,
+    role: String,
+    created_at: i64,
+}
+
+impl UserRow {
+    fn into_credentials(self) -> Result<Credentials> {
+        let role = Role::from_str(&self.role).map_err(StoreError::corrupt)?;
+        Ok(Credentials {
+            user: User {
+                id: self.id,
+                workspace_id: self.workspace_id,
+                username: self.username,
+                role,
+                created_at: from_millis(self.created_at),
+            },
+            password_hash: self.password_hash,
+        })
+    }
+}
+
+const COLUMNS: &str = "id, workspace_id, username, password_hash, role, created_at";
+
+pub struct Users<'a> {
+    pub(crate) db: &'a Db,
+}
+
+impl Users<'_> {
+    /// `password_hash` is a PHC string made by the caller; the store never sees a password.
+    pub async fn create(&self, username: &str, password_hash: &str, role: Role) -> Result<User> {
+        let row: UserRow = sqlx::query_as(sql!(
+            "INSERT INTO users (workspace_id, username, password_hash, role, created_at)
+             VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
+        ))
+        .bind(DEFAULT_WORKSPACE_ID)
+        .bind(username)
+        .bind(password_hash)
+        .bind(role.as_str())
+        .bind(now_millis())
+        .fetch_one(self.db)
+        .await
+        .map_err(|e| StoreError::conflict_on_unique(e, "a user with that username already exists"))?;
+        Ok(row.into_credentials()?.user)
+    }
+
+    pub async fn credentials(&self, username: &str) -> Result<Option<Credentials>> {
+        let row: Option<UserRow> =
+            sqlx::query_as(sql!("SELECT {COLUMNS} FROM users WHERE username = $1"))
+                .bind(username)
+                .fetch_optional(self.db)
+                .await?;
+        row.map(UserRow::into_credentials).transpose()
+    }
+
+    pub async fn by_id(&self, id: i64) -> Result<User> {
+        let row: Option<UserRow> =
+            sqlx::query_as(sql!("SELECT {COLUMNS} FROM users WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(self.db)
+                .await?;
+        Ok(row.ok_or(StoreError::NotFound)?.into_credentials()?.user)
+    }
+
+    pub async fn by_username(&self, username: &str) -> Result<User> {
+        Ok(self
+            .credentials(username)
+            .await?
+            .ok_or(StoreError::NotFound)?
+            .user)
+    }
+
+    pub async fn count(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(self.db)
+            .await?)
+    }
+}
