@@ -1,1 +1,116 @@
+//! hark's HTTP server: authentication, the REST API and its OpenAPI document.
+//! Handlers are thin: they check the caller's rights, call `hark-core` rules and
+//! `hark-store` repositories, and shape JSON.
 
+mod access_log;
+pub mod auth;
+pub mod config;
+pub mod error;
+mod routes;
+pub mod state;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+
+pub use config::ServerConfig;
+pub use state::AppState;
+
+use crate::error::error_response;
+
+/// The complete application: API routes, OpenAPI document, JSON fallbacks, limits, logs.
+pub fn app(state: AppState) -> Router {
+    let (api, openapi) = routes::api();
+    let openapi = Arc::new(openapi);
+    let json_limit = state.config.max_json_bytes;
+    api.route(
+        "/api/openapi.json",
+        get(move || {
+            let doc = openapi.clone();
+            async move { Json(doc.as_ref().clone()) }
+        }),
+    )
+    .fallback(|| async { error_response(StatusCode::NOT_FOUND, "not_found", "no such route") })
+    .method_not_allowed_fallback(|| async {
+        error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this route does not accept that method",
+        )
+    })
+    .layer(DefaultBodyLimit::max(json_limit))
+    .layer(CatchPanicLayer::custom(
+        |_: Box<dyn std::any::Any + Send>| -> Response {
+            error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error",
+            )
+            .into_response()
+        },
+    ))
+    .layer(axum::middleware::from_fn(access_log::log_request))
+    .with_state(state)
+}
+
+/// Binds, starts the background tasks (last-used flushing, revocation polling), serves
+/// until `shutdown` resolves, then drains requests and flushes what is buffered.
+pub async fn serve(
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = TcpListener::bind(state.config.listen).await?;
+    let addr = listener.local_addr()?;
+    let background = spawn_background(state.clone());
+    tracing::info!(%addr, "listening on http://{addr}");
+    let app = app(state.clone());
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
+    background.abort();
+    match state.last_used.flush(&state.store).await {
+        Ok(n) => tracing::info!(flushed = n, "shut down"),
+        Err(e) => tracing::error!(error = %e, "could not write last-used times at shutdown"),
+    }
+    state.store.close().await;
+    served
+}
+
+fn spawn_background(state: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut flush = tokio::time::interval(state.config.last_used_flush_interval);
+        let mut poll = tokio::time::interval(state.config.token_change_poll_interval);
+        let mut sweep = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            tokio::select! {
+                _ = flush.tick() => {
+                    if let Err(e) = state.last_used.flush(&state.store).await {
+                        tracing::warn!(error = %e, "last-used flush failed; will retry");
+                    }
+                }
+                _ = poll.tick() => {
+                    if let Err(e) = state.auth.poll_changes().await {
+                        tracing::warn!(error = %e, "token change poll failed; will retry");
+                    }
+                }
+                _ = sweep.tick() => {
+                    if let Err(e) = state.store.sessions().delete_expired().await {
+                        tracing::warn!(error = %e, "expired session sweep failed");
+                    }
+                }
+            }
+        }
+    })
+}

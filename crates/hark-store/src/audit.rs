@@ -44,7 +44,13 @@ pub struct Audit<'a> {
 }
 
 impl Audit<'_> {
-    pub async fn record(&self, actor: &Actor, action: &str, target: &str, details: Option<&str>) -> Result<()> {
+    pub async fn record(
+        &self,
+        actor: &Actor,
+        action: &str,
+        target: &str,
+        details: Option<&str>,
+    ) -> Result<()> {
         sqlx::query(
             "INSERT INTO audit_events (at, workspace_id, actor_user_id, actor_token_id, action, target, ip, user_agent, details)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",

@@ -131,7 +131,10 @@ mod tests {
         let mut w = blobs.writer().await.unwrap();
         w.write(b"partial").await.unwrap();
         w.abort().await;
-        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
         assert!(blobs.path("../etc/passwd").is_none());
     }
 }

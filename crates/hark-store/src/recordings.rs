@@ -157,13 +157,12 @@ impl Recordings<'_> {
 
     /// The transcript segments, once the engine has produced them.
     pub async fn transcript(&self, user_id: i64, id: i64) -> Result<Option<Vec<Segment>>> {
-        let stored: Option<Option<String>> = sqlx::query_scalar(
-            "SELECT transcript FROM recordings WHERE id = $1 AND user_id = $2",
-        )
-        .bind(id)
-        .bind(user_id)
-        .fetch_optional(self.db)
-        .await?;
+        let stored: Option<Option<String>> =
+            sqlx::query_scalar("SELECT transcript FROM recordings WHERE id = $1 AND user_id = $2")
+                .bind(id)
+                .bind(user_id)
+                .fetch_optional(self.db)
+                .await?;
         match stored.ok_or(StoreError::NotFound)? {
             None => Ok(None),
             Some(json) => serde_json::from_str(&json)

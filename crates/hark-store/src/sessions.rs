@@ -9,7 +9,12 @@ pub struct Sessions<'a> {
 }
 
 impl Sessions<'_> {
-    pub async fn create(&self, id_hash: &[u8], user_id: i64, expires_at: OffsetDateTime) -> Result<()> {
+    pub async fn create(
+        &self,
+        id_hash: &[u8],
+        user_id: i64,
+        expires_at: OffsetDateTime,
+    ) -> Result<()> {
         sqlx::query(
             "INSERT INTO web_sessions (id_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
         )

@@ -100,17 +100,25 @@ impl Tags<'_> {
 
 #[cfg(test)]
 mod tests {
+    use crate::StoreError;
     use crate::recordings::NewRecording;
     use crate::testing::temp_store;
-    use crate::StoreError;
     use hark_core::pagination::PageRequest;
     use hark_core::roles::Role;
 
     #[tokio::test]
     async fn tags_attach_only_within_one_owner() {
         let (store, _dir) = temp_store().await;
-        let ada = store.users().create("ada", "x", Role::Member).await.unwrap();
-        let bob = store.users().create("bob", "x", Role::Member).await.unwrap();
+        let ada = store
+            .users()
+            .create("ada", "x", Role::Member)
+            .await
+            .unwrap();
+        let bob = store
+            .users()
+            .create("bob", "x", Role::Member)
+            .await
+            .unwrap();
         let rec = store
             .recordings()
             .create(&NewRecording {
@@ -125,8 +133,16 @@ mod tests {
             })
             .await
             .unwrap();
-        let work = store.tags().create(ada.id, "work", "#112233").await.unwrap();
-        let bobs = store.tags().create(bob.id, "work", "#112233").await.unwrap();
+        let work = store
+            .tags()
+            .create(ada.id, "work", "#112233")
+            .await
+            .unwrap();
+        let bobs = store
+            .tags()
+            .create(bob.id, "work", "#112233")
+            .await
+            .unwrap();
         assert!(matches!(
             store.tags().create(ada.id, "work", "#000000").await,
             Err(StoreError::Conflict(_))
@@ -141,11 +157,26 @@ mod tests {
             store.tags().attach(bob.id, rec.id, bobs.id).await,
             Err(StoreError::NotFound)
         ));
-        let (page, total) = store.recordings().page(ada.id, PageRequest::default()).await.unwrap();
+        let (page, total) = store
+            .recordings()
+            .page(ada.id, PageRequest::default())
+            .await
+            .unwrap();
         assert_eq!(total, 1);
         assert_eq!(page[0].tags, vec![work.clone()]);
         store.tags().detach(ada.id, rec.id, work.id).await.unwrap();
-        assert!(store.recordings().get(ada.id, rec.id).await.unwrap().tags.is_empty());
-        assert!(matches!(store.recordings().get(bob.id, rec.id).await, Err(StoreError::NotFound)));
+        assert!(
+            store
+                .recordings()
+                .get(ada.id, rec.id)
+                .await
+                .unwrap()
+                .tags
+                .is_empty()
+        );
+        assert!(matches!(
+            store.recordings().get(bob.id, rec.id).await,
+            Err(StoreError::NotFound)
+        ));
     }
 }

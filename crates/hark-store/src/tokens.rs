@@ -134,7 +134,8 @@ fn parse_kind(s: &str) -> Result<TokenKind> {
     TokenKind::from_name(s).ok_or_else(|| StoreError::corrupt(format!("token kind {s:?}")))
 }
 
-const SELECT_TOKENS: &str = "SELECT t.id, t.kind, t.name, t.scopes, t.user_id, u.username AS owner_username,
+const SELECT_TOKENS: &str =
+    "SELECT t.id, t.kind, t.name, t.scopes, t.user_id, u.username AS owner_username,
         t.workspace_id, t.project_id, t.hint, t.created_at, t.expires_at, t.last_used_at,
         t.last_used_ip, t.revoked_at, t.revoked_by
     FROM tokens t JOIN users u ON u.id = t.user_id";
@@ -221,10 +222,11 @@ impl Tokens<'_> {
     }
 
     pub async fn list_all(&self) -> Result<Vec<TokenRecord>> {
-        let rows: Vec<TokenRow> =
-            sqlx::query_as(sql!("{SELECT_TOKENS} ORDER BY t.created_at DESC, t.id DESC"))
-                .fetch_all(self.db)
-                .await?;
+        let rows: Vec<TokenRow> = sqlx::query_as(sql!(
+            "{SELECT_TOKENS} ORDER BY t.created_at DESC, t.id DESC"
+        ))
+        .fetch_all(self.db)
+        .await?;
         rows.into_iter().map(TryInto::try_into).collect()
     }
 
@@ -355,7 +357,10 @@ mod tests {
     use crate::testing::temp_store;
     use hark_core::tokens::generate;
 
-    async fn new_token(store: &crate::Store, user_id: i64) -> (hark_core::tokens::GeneratedToken, TokenRecord) {
+    async fn new_token(
+        store: &crate::Store,
+        user_id: i64,
+    ) -> (hark_core::tokens::GeneratedToken, TokenRecord) {
         let generated = generate(TokenKind::Personal);
         let record = store
             .tokens()
@@ -378,25 +383,54 @@ mod tests {
     #[tokio::test]
     async fn create_find_revoke_and_change_log() {
         let (store, _dir) = temp_store().await;
-        let user = store.users().create("ada", "x", Role::Member).await.unwrap();
+        let user = store
+            .users()
+            .create("ada", "x", Role::Member)
+            .await
+            .unwrap();
         let (generated, record) = new_token(&store, user.id).await;
         assert_eq!(record.owner_username, "ada");
-        let found = store.tokens().find_secret(&generated.hash).await.unwrap().unwrap();
+        let found = store
+            .tokens()
+            .find_secret(&generated.hash)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!((found.token_id, found.role), (record.id, Role::Member));
         assert_eq!(store.tokens().latest_change().await.unwrap(), 0);
 
-        let revoked = store.tokens().revoke(record.id, Some(user.id)).await.unwrap();
-        assert_eq!(revoked.status(OffsetDateTime::now_utc()), TokenStatus::Revoked);
+        let revoked = store
+            .tokens()
+            .revoke(record.id, Some(user.id))
+            .await
+            .unwrap();
+        assert_eq!(
+            revoked.status(OffsetDateTime::now_utc()),
+            TokenStatus::Revoked
+        );
         let again = store.tokens().revoke(record.id, None).await.unwrap();
-        assert_eq!(again.revoked_at, revoked.revoked_at, "second revoke keeps the first");
-        assert_eq!(store.tokens().changes_since(0).await.unwrap(), vec![(1, record.id)]);
-        assert!(matches!(store.tokens().revoke(999, None).await, Err(StoreError::NotFound)));
+        assert_eq!(
+            again.revoked_at, revoked.revoked_at,
+            "second revoke keeps the first"
+        );
+        assert_eq!(
+            store.tokens().changes_since(0).await.unwrap(),
+            vec![(1, record.id)]
+        );
+        assert!(matches!(
+            store.tokens().revoke(999, None).await,
+            Err(StoreError::NotFound)
+        ));
     }
 
     #[tokio::test]
     async fn rotation_keeps_the_old_secret_only_for_the_grace() {
         let (store, _dir) = temp_store().await;
-        let user = store.users().create("bo", "x", Role::Developer).await.unwrap();
+        let user = store
+            .users()
+            .create("bo", "x", Role::Developer)
+            .await
+            .unwrap();
         let (first, record) = new_token(&store, user.id).await;
         let second = generate(TokenKind::Personal);
         let rotated = store
@@ -405,15 +439,54 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(rotated.hint, second.hint);
-        let old = store.tokens().find_secret(&first.hash).await.unwrap().unwrap();
+        let old = store
+            .tokens()
+            .find_secret(&first.hash)
+            .await
+            .unwrap()
+            .unwrap();
         assert!(old.secret_retires_at.is_some());
-        assert!(store.tokens().find_secret(&second.hash).await.unwrap().unwrap().secret_retires_at.is_none());
+        assert!(
+            store
+                .tokens()
+                .find_secret(&second.hash)
+                .await
+                .unwrap()
+                .unwrap()
+                .secret_retires_at
+                .is_none()
+        );
 
         let third = generate(TokenKind::Personal);
-        store.tokens().rotate(record.id, &third.hash, &third.hint, Duration::ZERO).await.unwrap();
-        assert!(store.tokens().find_secret(&first.hash).await.unwrap().is_none());
-        assert!(store.tokens().find_secret(&second.hash).await.unwrap().is_none());
-        assert!(store.tokens().find_secret(&third.hash).await.unwrap().is_some());
+        store
+            .tokens()
+            .rotate(record.id, &third.hash, &third.hint, Duration::ZERO)
+            .await
+            .unwrap();
+        assert!(
+            store
+                .tokens()
+                .find_secret(&first.hash)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            store
+                .tokens()
+                .find_secret(&second.hash)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            store
+                .tokens()
+                .find_secret(&third.hash)
+                .await
+                .unwrap()
+                .is_some()
+        );
     }
 
     #[tokio::test]
@@ -424,8 +497,16 @@ mod tests {
         let later = crate::truncate_to_millis(OffsetDateTime::now_utc());
         let earlier = later - Duration::minutes(5);
         let uses = [
-            TokenUse { token_id: record.id, at: later, ip: Some("127.0.0.1".into()) },
-            TokenUse { token_id: record.id, at: earlier, ip: Some("10.0.0.1".into()) },
+            TokenUse {
+                token_id: record.id,
+                at: later,
+                ip: Some("127.0.0.1".into()),
+            },
+            TokenUse {
+                token_id: record.id,
+                at: earlier,
+                ip: Some("10.0.0.1".into()),
+            },
         ];
         store.tokens().record_uses(&uses).await.unwrap();
         let got = store.tokens().get(record.id).await.unwrap();

@@ -3,7 +3,7 @@ use std::str::FromStr;
 use hark_core::roles::Role;
 use time::OffsetDateTime;
 
-use crate::{Db, DEFAULT_WORKSPACE_ID, Result, StoreError, from_millis, now_millis};
+use crate::{DEFAULT_WORKSPACE_ID, Db, Result, StoreError, from_millis, now_millis};
 
 #[derive(Debug, Clone)]
 pub struct User {
@@ -67,7 +67,9 @@ impl Users<'_> {
         .bind(now_millis())
         .fetch_one(self.db)
         .await
-        .map_err(|e| StoreError::conflict_on_unique(e, "a user with that username already exists"))?;
+        .map_err(|e| {
+            StoreError::conflict_on_unique(e, "a user with that username already exists")
+        })?;
         Ok(row.into_credentials()?.user)
     }
 

@@ -1,0 +1,152 @@
+//! Token verification, the hot path of every API request.
+//!
+//! A presented token is parsed (shape and checksum, no storage touched), hashed, and looked
+//! up first in memory, then in the store. Cached entries are evicted when the store's
+//! change log says a token was revoked or rotated — by this process or any other sharing
+//! the database — so a revocation takes effect within one poll interval everywhere, and
+//! at once in the process that made it.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use dashmap::DashMap;
+use hark_core::roles::Role;
+use hark_core::scopes::Scopes;
+use hark_core::tokens::{self, TokenHash, TokenKind};
+use hark_store::Store;
+use hark_store::tokens::SecretMatch;
+use time::OffsetDateTime;
+
+use super::last_used::LastUsedRecorder;
+use super::principal::{Credential, Principal};
+use crate::error::ApiError;
+
+/// Entries beyond this are verified against the store every time instead of cached, so
+/// memory stays bounded however many tokens exist.
+const MAX_CACHED: usize = 100_000;
+
+#[derive(Debug, Clone, Copy)]
+struct CachedSecret {
+    token_id: i64,
+    kind: TokenKind,
+    scopes: Scopes,
+    user_id: i64,
+    role: Role,
+    workspace_id: i64,
+    project_id: Option<i64>,
+    expires_at: Option<OffsetDateTime>,
+    revoked: bool,
+    retires_at: Option<OffsetDateTime>,
+}
+
+impl From<SecretMatch> for CachedSecret {
+    fn from(m: SecretMatch) -> Self {
+        CachedSecret {
+            token_id: m.token_id,
+            kind: m.kind,
+            scopes: m.scopes,
+            user_id: m.user_id,
+            role: m.role,
+            workspace_id: m.workspace_id,
+            project_id: m.project_id,
+            expires_at: m.expires_at,
+            revoked: m.revoked_at.is_some(),
+            retires_at: m.secret_retires_at,
+        }
+    }
+}
+
+/// The outcome of a successful verification.
+pub type Verified = Principal;
+
+pub struct TokenAuthenticator {
+    store: Store,
+    cache: DashMap<TokenHash, CachedSecret>,
+    /// Bumped on every eviction; a lookup that raced with one does not fill the cache.
+    generation: AtomicU64,
+    last_change_seen: AtomicI64,
+    recorder: Arc<LastUsedRecorder>,
+}
+
+impl TokenAuthenticator {
+    /// Starts watching the change log from its current end.
+    pub async fn new(
+        store: Store,
+        recorder: Arc<LastUsedRecorder>,
+    ) -> Result<Self, hark_store::StoreError> {
+        let last = store.tokens().latest_change().await?;
+        Ok(TokenAuthenticator {
+            store,
+            cache: DashMap::new(),
+            generation: AtomicU64::new(0),
+            last_change_seen: AtomicI64::new(last),
+            recorder,
+        })
+    }
+
+    /// 401 for anything that is not a live token; 403 for a live token whose owner may not
+    /// use tokens. Notes the use for last-used tracking without waiting on storage.
+    pub async fn verify(&self, text: &str, ip: Option<IpAddr>) -> Result<Verified, ApiError> {
+        let parsed = tokens::parse(text).map_err(|_| ApiError::AuthFailed)?;
+        let secret = match self.cache.get(&parsed.hash) {
+            Some(entry) => *entry,
+            None => self.load(parsed.hash).await?,
+        };
+        let now = OffsetDateTime::now_utc();
+        let dead = secret.revoked
+            || secret.expires_at.is_some_and(|t| t <= now)
+            || secret.retires_at.is_some_and(|t| t <= now);
+        if dead {
+            return Err(ApiError::AuthFailed);
+        }
+        if !secret.role.may_use_tokens() {
+            return Err(ApiError::forbidden("viewers cannot use API tokens"));
+        }
+        self.recorder.touch(secret.token_id, now, ip);
+        Ok(Principal {
+            user_id: secret.user_id,
+            workspace_id: secret.workspace_id,
+            role: secret.role,
+            credential: Credential::Token {
+                id: secret.token_id,
+                kind: secret.kind,
+                scopes: secret.scopes,
+                project_id: secret.project_id,
+            },
+        })
+    }
+
+    async fn load(&self, hash: TokenHash) -> Result<CachedSecret, ApiError> {
+        let generation = self.generation.load(Ordering::Acquire);
+        let found = self.store.tokens().find_secret(&hash).await?;
+        let secret = CachedSecret::from(found.ok_or(ApiError::AuthFailed)?);
+        if self.cache.len() < MAX_CACHED && self.generation.load(Ordering::Acquire) == generation {
+            self.cache.insert(hash, secret);
+        }
+        Ok(secret)
+    }
+
+    /// Forgets every cached secret of a token, so the next request re-reads the store.
+    pub fn evict(&self, token_id: i64) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.cache.retain(|_, v| v.token_id != token_id);
+    }
+
+    /// Applies the change log written since the last poll, by any process.
+    pub async fn poll_changes(&self) -> Result<usize, hark_store::StoreError> {
+        let since = self.last_change_seen.load(Ordering::Acquire);
+        let changes = self.store.tokens().changes_since(since).await?;
+        for (_, token_id) in &changes {
+            self.evict(*token_id);
+        }
+        if let Some((seq, _)) = changes.last() {
+            self.last_change_seen.store(*seq, Ordering::Release);
+        }
+        Ok(changes.len())
+    }
+
+    pub fn cached_len(&self) -> usize {
+        self.cache.len()
+    }
+}

@@ -1,0 +1,201 @@
+//! Reading credentials off a request and turning them into a [`Principal`].
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, header};
+
+use super::principal::{Credential, Principal};
+use super::sessions;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Filled by authentication so the access log can name the token id (never the token).
+#[derive(Clone, Default)]
+pub struct AccessLogSlot(pub Arc<OnceLock<i64>>);
+
+/// The token a request carries, by the first of: `Authorization: Bearer`, `X-API-Token`,
+/// `API-Token`, `?token=` (when allowed). An `Authorization` header with another scheme
+/// counts as a presented-but-malformed token, so it fails rather than falling through to
+/// a cookie.
+pub fn presented_token(
+    headers: &HeaderMap,
+    query: Option<&str>,
+    allow_query: bool,
+) -> Option<String> {
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let text = value.to_str().unwrap_or_default().trim();
+        let token = match text.split_once(' ') {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+            _ => "",
+        };
+        return Some(token.to_owned());
+    }
+    for name in ["x-api-token", "api-token"] {
+        if let Some(value) = headers.get(name) {
+            return Some(value.to_str().unwrap_or_default().trim().to_owned());
+        }
+    }
+    if allow_query {
+        let pairs: Vec<(String, String)> =
+            serde_urlencoded::from_str(query.unwrap_or_default()).unwrap_or_default();
+        return pairs
+            .into_iter()
+            .find(|(k, _)| k == "token")
+            .map(|(_, v)| v);
+    }
+    None
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        let presented = presented_token(
+            &parts.headers,
+            parts.uri.query(),
+            state.config.allow_query_token,
+        );
+        if let Some(text) = presented {
+            let principal = state.auth.verify(&text, ip).await?;
+            if let (Some(slot), Some(id)) = (
+                parts.extensions.get::<AccessLogSlot>(),
+                principal.token_id(),
+            ) {
+                let _ = slot.0.set(id);
+            }
+            return Ok(principal);
+        }
+        let Some(session_id) = sessions::from_headers(&parts.headers) else {
+            return Err(ApiError::AuthFailed);
+        };
+        let user_id = sessions::user_id(state, &session_id)
+            .await?
+            .ok_or(ApiError::AuthFailed)?;
+        if !is_same_origin_or_safe(&parts.method, &parts.headers) {
+            return Err(ApiError::forbidden(
+                "cross-site request refused: cookie sessions only accept same-origin changes",
+            ));
+        }
+        let user = state.store.users().by_id(user_id).await?;
+        Ok(Principal {
+            user_id: user.id,
+            workspace_id: user.workspace_id,
+            role: user.role,
+            credential: Credential::Session,
+        })
+    }
+}
+
+/// Cookie-authenticated changes must come from our own pages: the browser's `Origin`
+/// (or `Sec-Fetch-Site`) says where a request was made.
+fn is_same_origin_or_safe(method: &Method, headers: &HeaderMap) -> bool {
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return true;
+    }
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        if site == "cross-site" || site == "same-site" {
+            return false;
+        }
+    }
+    match (
+        headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()),
+        headers.get(header::HOST).and_then(|v| v.to_str().ok()),
+    ) {
+        (Some(origin), Some(host)) => origin.split_once("://").map(|(_, rest)| rest) == Some(host),
+        (Some(_), None) => false,
+        (None, _) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn finds_tokens_in_every_documented_place() {
+        let t = "hark_pat_x";
+        assert_eq!(
+            presented_token(
+                &headers(&[("authorization", "Bearer hark_pat_x")]),
+                None,
+                true
+            )
+            .as_deref(),
+            Some(t)
+        );
+        assert_eq!(
+            presented_token(
+                &headers(&[("authorization", "bearer  hark_pat_x ")]),
+                None,
+                true
+            )
+            .as_deref(),
+            Some(t)
+        );
+        assert_eq!(
+            presented_token(&headers(&[("x-api-token", t)]), None, true).as_deref(),
+            Some(t)
+        );
+        assert_eq!(
+            presented_token(&headers(&[("api-token", t)]), None, true).as_deref(),
+            Some(t)
+        );
+        assert_eq!(
+            presented_token(&HeaderMap::new(), Some("page=2&token=hark_pat_x"), true).as_deref(),
+            Some(t)
+        );
+        assert_eq!(
+            presented_token(&HeaderMap::new(), Some("token=hark_pat_x"), false),
+            None
+        );
+        assert_eq!(
+            presented_token(&headers(&[("authorization", "Basic abc")]), None, true).as_deref(),
+            Some("")
+        );
+        assert_eq!(presented_token(&HeaderMap::new(), None, true), None);
+    }
+
+    #[test]
+    fn cross_origin_cookie_changes_are_refused() {
+        let post = Method::POST;
+        assert!(is_same_origin_or_safe(
+            &Method::GET,
+            &headers(&[("origin", "http://evil.example")])
+        ));
+        assert!(is_same_origin_or_safe(
+            &post,
+            &headers(&[
+                ("origin", "http://127.0.0.1:8080"),
+                ("host", "127.0.0.1:8080")
+            ])
+        ));
+        assert!(!is_same_origin_or_safe(
+            &post,
+            &headers(&[
+                ("origin", "http://evil.example"),
+                ("host", "127.0.0.1:8080")
+            ])
+        ));
+        assert!(!is_same_origin_or_safe(
+            &post,
+            &headers(&[("sec-fetch-site", "cross-site")])
+        ));
+        assert!(is_same_origin_or_safe(&post, &HeaderMap::new()));
+    }
+}

@@ -1,0 +1,14 @@
+//! Who is calling: tokens (verified against a cache backed by the store), web sessions,
+//! and what each may do.
+
+mod cache;
+mod extract;
+mod last_used;
+pub mod passwords;
+mod principal;
+pub mod sessions;
+
+pub use cache::{TokenAuthenticator, Verified};
+pub use extract::{AccessLogSlot, presented_token};
+pub use last_used::LastUsedRecorder;
+pub use principal::{Credential, Principal};

@@ -1,0 +1,37 @@
+use std::net::SocketAddr;
+
+use time::Duration;
+
+/// Server settings; the binary fills them from flags and the environment.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Accept `?token=` (query strings end up in proxies' logs; some clients need it).
+    pub allow_query_token: bool,
+    /// How often buffered last-used times are written.
+    pub last_used_flush_interval: std::time::Duration,
+    /// How often the token change log is polled for revocations made elsewhere.
+    pub token_change_poll_interval: std::time::Duration,
+    /// Largest accepted audio upload.
+    pub max_upload_bytes: usize,
+    /// Largest accepted JSON body.
+    pub max_json_bytes: usize,
+    pub session_ttl: Duration,
+    /// Mark the session cookie `Secure` (set when served over HTTPS).
+    pub secure_cookies: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            allow_query_token: true,
+            last_used_flush_interval: std::time::Duration::from_secs(5),
+            token_change_poll_interval: std::time::Duration::from_millis(500),
+            max_upload_bytes: 512 * 1024 * 1024,
+            max_json_bytes: 64 * 1024,
+            session_ttl: Duration::hours(12),
+            secure_cookies: false,
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! Every route, registered once so the router and the OpenAPI document cannot disagree.
+
+mod health;
+mod recordings;
+mod session;
+mod tags;
+mod tokens;
+
+use axum::extract::DefaultBodyLimit;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::state::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "hark", description = "Self-hosted speech-to-text behind first-class API tokens."),
+    modifiers(&SecuritySchemes),
+    security(("bearer" = []), ("x_api_token" = []), ("api_token" = []), ("query_token" = []), ("session" = [])),
+    tags(
+        (name = "tokens", description = "Personal access tokens: created once, stored as a hash, revoked instantly"),
+        (name = "recordings", description = "Upload audio and read transcripts and summaries"),
+        (name = "tags", description = "Per-user labels on recordings"),
+        (name = "auth", description = "Web sign-in"),
+        (name = "operations", description = "Probes and this document"),
+    )
+)]
+struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "x_api_token",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Token"))),
+        );
+        components.add_security_scheme(
+            "api_token",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("API-Token"))),
+        );
+        components.add_security_scheme(
+            "query_token",
+            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::new("token"))),
+        );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new("hark_session"))),
+        );
+    }
+}
+
+/// The API routes and the OpenAPI document describing exactly them.
+pub fn api() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
+    let (schemas, paths, upload) =
+        routes!(recordings::upload_recording, recordings::list_recordings);
+    // Uploads are streamed to disk and size-checked as they arrive, so the global body
+    // limit (meant for JSON) does not apply to them.
+    let upload = upload.layer(DefaultBodyLimit::disable());
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(session::login))
+        .routes(routes!(session::logout))
+        .routes(routes!(tokens::create_token, tokens::list_tokens))
+        .routes(routes!(tokens::token_self))
+        .routes(routes!(tokens::revoke_token))
+        .routes(routes!(tokens::rotate_token))
+        .routes((schemas, paths, upload))
+        .routes(routes!(
+            recordings::get_recording,
+            recordings::delete_recording
+        ))
+        .routes(routes!(recordings::get_transcript))
+        .routes(routes!(recordings::get_summary))
+        .routes(routes!(tags::list_tags, tags::create_tag))
+        .routes(routes!(tags::delete_tag))
+        .routes(routes!(tags::attach_tag))
+        .routes(routes!(tags::detach_tag))
+        .split_for_parts()
+}

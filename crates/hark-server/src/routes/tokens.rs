@@ -1,0 +1,349 @@
+//! `/api/tokens`: create, list, inspect, revoke and rotate API tokens.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use hark_core::duration::parse_grace;
+use hark_core::expiry::Expiry;
+use hark_core::scopes::{Scope, Scopes};
+use hark_core::tokens::{self, TokenKind, TokenStatus};
+use hark_store::audit::Actor;
+use hark_store::tokens::{NewToken, TokenRecord};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use time::{Duration, OffsetDateTime};
+use utoipa::ToSchema;
+
+use crate::auth::{Credential, Principal};
+use crate::error::{ApiError, ApiJson, ApiPath, ErrorBody};
+use crate::state::AppState;
+
+/// Tokens expiring within this window are flagged so people renew them in time.
+const EXPIRY_WARNING: Duration = Duration::days(7);
+
+/// A token as listed: never its secret.
+#[derive(Serialize, ToSchema)]
+pub struct TokenView {
+    pub id: i64,
+    pub name: String,
+    /// `personal`, `project` or `management`.
+    pub kind: String,
+    pub scopes: Vec<String>,
+    /// `active`, `expired` or `revoked`.
+    pub status: String,
+    /// The prefix and last four characters, e.g. `hark_pat_…a1B2`.
+    pub hint: String,
+    pub owner: String,
+    pub project_id: Option<i64>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_used_at: Option<OffsetDateTime>,
+    pub last_used_ip: Option<String>,
+    /// Absent when the token never expires.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+    /// True while active and expiring within 7 days.
+    pub expires_soon: bool,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+impl TokenView {
+    pub fn of(record: &TokenRecord, now: OffsetDateTime) -> Self {
+        let status = record.status(now);
+        TokenView {
+            id: record.id,
+            name: record.name.clone(),
+            kind: record.kind.as_str().to_owned(),
+            scopes: record
+                .scopes
+                .names()
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            status: status_name(status).to_owned(),
+            hint: record.hint.clone(),
+            owner: record.owner_username.clone(),
+            project_id: record.project_id,
+            created_at: record.created_at,
+            last_used_at: record.last_used_at,
+            last_used_ip: record.last_used_ip.clone(),
+            expires_at: record.expires_at,
+            expires_soon: status == TokenStatus::Active
+                && record.expires_at.is_some_and(|t| t - now <= EXPIRY_WARNING),
+            revoked_at: record.revoked_at,
+        }
+    }
+}
+
+fn status_name(status: TokenStatus) -> &'static str {
+    match status {
+        TokenStatus::Active => "active",
+        TokenStatus::Expired => "expired",
+        TokenStatus::Revoked => "revoked",
+    }
+}
+
+/// The creation (or rotation) response: the only time the plaintext is ever shown.
+#[derive(Serialize, ToSchema)]
+pub struct TokenCreated {
+    /// The token itself. Store it now: it cannot be shown again.
+    pub token: String,
+    #[serde(flatten)]
+    pub details: TokenView,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TokenList {
+    pub tokens: Vec<TokenView>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    /// 1 to 100 characters, e.g. "n8n automation".
+    pub name: String,
+    /// `never`, `30d`, `90d`, `1y`, `2y`, `5y`, a date `YYYY-MM-DD` or an RFC 3339 time. Default `90d`.
+    pub expires: Option<String>,
+    /// Any of `read`, `write`, `batch`, `realtime`. Default: all four.
+    pub scopes: Option<Vec<String>>,
+    /// `personal` (the default).
+    pub kind: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateToken {
+    /// How long the old secret keeps working, e.g. `1h`. Default: it stops at once.
+    pub grace: Option<String>,
+}
+
+pub(crate) fn actor(principal: &Principal, headers: &HeaderMap, peer: Option<SocketAddr>) -> Actor {
+    Actor {
+        workspace_id: principal.workspace_id,
+        user_id: Some(principal.user_id),
+        token_id: principal.token_id(),
+        ip: peer.map(|p| p.ip().to_string()),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(200).collect()),
+    }
+}
+
+#[utoipa::path(post, path = "/api/tokens", tag = "tokens",
+    request_body = CreateToken,
+    responses(
+        (status = 201, description = "Created; `token` holds the plaintext, shown only here", body = TokenCreated),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn create_token(
+    State(state): State<AppState>,
+    principal: Principal,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<CreateToken>,
+) -> Result<(StatusCode, Json<TokenCreated>), ApiError> {
+    principal.require_token_management()?;
+    let now = OffsetDateTime::now_utc();
+    let name = tokens::validate_name(&body.name)?;
+    let expires_at = Expiry::parse(body.expires.as_deref().unwrap_or("90d"), now)?.resolve(now);
+    let scopes = match &body.scopes {
+        None => Scopes::all(),
+        Some(list) => Scopes::parse_list(list)?,
+    };
+    match body.kind.as_deref().unwrap_or("personal") {
+        "personal" => {}
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "kind: {other:?} is not available; use \"personal\""
+            )));
+        }
+    }
+    let grantable = principal.grantable_scopes();
+    if scopes.iter().any(|s| !grantable.contains(s)) {
+        return Err(ApiError::forbidden(
+            "a token cannot create a token with scopes it does not have",
+        ));
+    }
+    let generated = tokens::generate(TokenKind::Personal);
+    let record = state
+        .store
+        .tokens()
+        .create(&NewToken {
+            kind: TokenKind::Personal,
+            name,
+            scopes,
+            user_id: principal.user_id,
+            workspace_id: principal.workspace_id,
+            project_id: None,
+            hint: generated.hint.clone(),
+            hash: generated.hash,
+            expires_at,
+        })
+        .await?;
+    state
+        .store
+        .audit()
+        .record(
+            &actor(&principal, &headers, Some(peer)),
+            "token.created",
+            &format!("token:{}", record.id),
+            Some(&record.name),
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(TokenCreated {
+            token: generated.secret.into_exposed(),
+            details: TokenView::of(&record, now),
+        }),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/tokens", tag = "tokens",
+    responses((status = 200, body = TokenList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn list_tokens(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<TokenList>, ApiError> {
+    principal.require(Scope::Read)?;
+    let now = OffsetDateTime::now_utc();
+    let tokens = state
+        .store
+        .tokens()
+        .list_for_user(principal.user_id)
+        .await?;
+    Ok(Json(TokenList {
+        tokens: tokens.iter().map(|t| TokenView::of(t, now)).collect(),
+    }))
+}
+
+#[utoipa::path(get, path = "/api/tokens/self", tag = "tokens",
+    responses((status = 200, description = "The token this request was made with", body = TokenView),
+        (status = 400, description = "Signed in with a session, not a token", body = ErrorBody),
+        (status = 401, body = ErrorBody)))]
+pub async fn token_self(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<TokenView>, ApiError> {
+    let Credential::Token { id, .. } = principal.credential else {
+        return Err(ApiError::bad_request(
+            "this request was not made with an API token",
+        ));
+    };
+    let record = state.store.tokens().get(id).await?;
+    Ok(Json(TokenView::of(&record, OffsetDateTime::now_utc())))
+}
+
+/// A token the caller may manage: their own, or any in the workspace for an admin.
+/// Others' tokens look missing.
+async fn manageable(
+    state: &AppState,
+    principal: &Principal,
+    id: i64,
+) -> Result<TokenRecord, ApiError> {
+    let record = state.store.tokens().get(id).await.map_err(|e| match e {
+        hark_store::StoreError::NotFound => ApiError::NotFound("token"),
+        other => other.into(),
+    })?;
+    let own = record.user_id == principal.user_id;
+    let admin_here = principal.role == hark_core::roles::Role::Admin
+        && record.workspace_id == principal.workspace_id;
+    if own || admin_here {
+        Ok(record)
+    } else {
+        Err(ApiError::NotFound("token"))
+    }
+}
+
+#[utoipa::path(delete, path = "/api/tokens/{id}", tag = "tokens",
+    params(("id" = i64, Path, description = "Token id")),
+    responses((status = 200, description = "Revoked (revoking twice is harmless)", body = TokenView),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    principal: Principal,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<TokenView>, ApiError> {
+    principal.require_token_management()?;
+    manageable(&state, &principal, id).await?;
+    let record = state
+        .store
+        .tokens()
+        .revoke(id, Some(principal.user_id))
+        .await?;
+    state.auth.evict(id);
+    state
+        .store
+        .audit()
+        .record(
+            &actor(&principal, &headers, Some(peer)),
+            "token.revoked",
+            &format!("token:{id}"),
+            Some(&record.name),
+        )
+        .await?;
+    Ok(Json(TokenView::of(&record, OffsetDateTime::now_utc())))
+}
+
+#[utoipa::path(post, path = "/api/tokens/{id}/rotate", tag = "tokens",
+    params(("id" = i64, Path, description = "Token id")),
+    request_body(content = Option<RotateToken>, description = "Optional; without it the old secret stops at once"),
+    responses((status = 200, description = "New secret in `token`, same settings", body = TokenCreated),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, description = "Revoked or expired", body = ErrorBody)))]
+pub async fn rotate_token(
+    State(state): State<AppState>,
+    principal: Principal,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<i64>,
+    body: Bytes,
+) -> Result<Json<TokenCreated>, ApiError> {
+    principal.require_token_management()?;
+    let grace = if body.iter().all(u8::is_ascii_whitespace) {
+        Duration::ZERO
+    } else {
+        let request: RotateToken = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+        request
+            .grace
+            .as_deref()
+            .map(parse_grace)
+            .transpose()?
+            .unwrap_or(Duration::ZERO)
+    };
+    let existing = manageable(&state, &principal, id).await?;
+    let now = OffsetDateTime::now_utc();
+    if existing.status(now) != TokenStatus::Active {
+        return Err(ApiError::Conflict(format!(
+            "the token is {}; only active tokens can be rotated",
+            status_name(existing.status(now))
+        )));
+    }
+    let generated = tokens::generate(existing.kind);
+    let record = state
+        .store
+        .tokens()
+        .rotate(id, &generated.hash, &generated.hint, grace)
+        .await?;
+    state.auth.evict(id);
+    state
+        .store
+        .audit()
+        .record(
+            &actor(&principal, &headers, Some(peer)),
+            "token.rotated",
+            &format!("token:{id}"),
+            Some(&format!("grace {}s", grace.whole_seconds())),
+        )
+        .await?;
+    Ok(Json(TokenCreated {
+        token: generated.secret.into_exposed(),
+        details: TokenView::of(&record, now),
+    }))
+}
