@@ -132,15 +132,20 @@ pub struct GeneratedToken {
     pub hint: String,
 }
 
+/// `len` characters of base62 from the thread's CSPRNG: for secrets of every kind
+/// (token bodies, session ids, generated passwords) and unguessable names.
+pub fn random_base62(len: usize) -> String {
+    rand::rng()
+        .sample_iter(Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
+}
+
 pub fn generate(kind: TokenKind) -> GeneratedToken {
     let mut text = String::with_capacity(TOKEN_LEN);
     text.push_str(kind.prefix());
-    text.extend(
-        rand::rng()
-            .sample_iter(Alphanumeric)
-            .take(BODY_LEN)
-            .map(char::from),
-    );
+    text.push_str(&random_base62(BODY_LEN));
     let checksum = encode_checksum(crc32fast::hash(text.as_bytes()));
     text.push_str(&checksum);
     GeneratedToken {

@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 mod routes;
 pub mod state;
+pub mod tokens;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -6,8 +6,6 @@
 
 use std::path::{Path, PathBuf};
 
-use rand::RngExt;
-use rand::distr::Alphanumeric;
 use tokio::fs::{self, File};
 use tokio::io::AsyncWriteExt;
 
@@ -28,11 +26,7 @@ impl BlobStore {
 
     /// Starts a new blob under a fresh random key.
     pub async fn writer(&self) -> Result<BlobWriter> {
-        let name: String = rand::rng()
-            .sample_iter(Alphanumeric)
-            .take(24)
-            .map(char::from)
-            .collect();
+        let name = hark_core::tokens::random_base62(24);
         let key = format!("recordings/{name}");
         let tmp = self.root.join("tmp").join(&name);
         let file = File::create(&tmp).await?;

@@ -99,6 +99,29 @@ impl Users<'_> {
             .user)
     }
 
+    /// Changes a role and marks every token of the user as changed, so verification caches
+    /// everywhere drop what they knew about the old role.
+    pub async fn set_role(&self, user_id: i64, role: Role) -> Result<()> {
+        let mut tx = self.db.begin().await?;
+        let updated = sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
+            .bind(role.as_str())
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        sqlx::query(
+            "INSERT INTO token_changes (token_id, changed_at) SELECT id, $1 FROM tokens WHERE user_id = $2",
+        )
+        .bind(now_millis())
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub async fn count(&self) -> Result<i64> {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users")
             .fetch_one(self.db)

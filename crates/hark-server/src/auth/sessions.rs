@@ -3,8 +3,6 @@
 use axum::http::HeaderMap;
 use axum::http::header;
 use hark_core::tokens::TokenHash;
-use rand::RngExt;
-use rand::distr::Alphanumeric;
 use time::{Duration, OffsetDateTime};
 
 use crate::state::AppState;
@@ -13,11 +11,7 @@ pub const COOKIE_NAME: &str = "hark_session";
 
 /// A new session id (returned to put in the cookie) after storing its hash.
 pub async fn start(state: &AppState, user_id: i64) -> Result<String, hark_store::StoreError> {
-    let id: String = rand::rng()
-        .sample_iter(Alphanumeric)
-        .take(43)
-        .map(char::from)
-        .collect();
+    let id = hark_core::tokens::random_base62(43);
     let expires = OffsetDateTime::now_utc() + state.config.session_ttl;
     state
         .store

@@ -5,11 +5,10 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use hark_core::duration::parse_grace;
-use hark_core::expiry::Expiry;
-use hark_core::scopes::{Scope, Scopes};
-use hark_core::tokens::{self, TokenKind, TokenStatus};
+use hark_core::scopes::Scope;
+use hark_core::tokens::{self, TokenStatus};
 use hark_store::audit::Actor;
-use hark_store::tokens::{NewToken, TokenRecord};
+use hark_store::tokens::TokenRecord;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use time::{Duration, OffsetDateTime};
@@ -18,6 +17,7 @@ use utoipa::ToSchema;
 use crate::auth::{Credential, Principal};
 use crate::error::{ApiError, ApiJson, ApiPath, ErrorBody};
 use crate::state::AppState;
+use crate::tokens::IssueRequest;
 
 /// Tokens expiring within this window are flagged so people renew them in time.
 const EXPIRY_WARNING: Duration = Duration::days(7);
@@ -146,13 +146,6 @@ pub async fn create_token(
     ApiJson(body): ApiJson<CreateToken>,
 ) -> Result<(StatusCode, Json<TokenCreated>), ApiError> {
     principal.require_token_management()?;
-    let now = OffsetDateTime::now_utc();
-    let name = tokens::validate_name(&body.name)?;
-    let expires_at = Expiry::parse(body.expires.as_deref().unwrap_or("90d"), now)?.resolve(now);
-    let scopes = match &body.scopes {
-        None => Scopes::all(),
-        Some(list) => Scopes::parse_list(list)?,
-    };
     match body.kind.as_deref().unwrap_or("personal") {
         "personal" => {}
         other => {
@@ -161,43 +154,24 @@ pub async fn create_token(
             )));
         }
     }
-    let grantable = principal.grantable_scopes();
-    if scopes.iter().any(|s| !grantable.contains(s)) {
-        return Err(ApiError::forbidden(
-            "a token cannot create a token with scopes it does not have",
-        ));
-    }
-    let generated = tokens::generate(TokenKind::Personal);
-    let record = state
-        .store
-        .tokens()
-        .create(&NewToken {
-            kind: TokenKind::Personal,
-            name,
-            scopes,
-            user_id: principal.user_id,
+    let (secret, record) = crate::tokens::issue(
+        &state.store,
+        IssueRequest {
+            owner_user_id: principal.user_id,
             workspace_id: principal.workspace_id,
-            project_id: None,
-            hint: generated.hint.clone(),
-            hash: generated.hash,
-            expires_at,
-        })
-        .await?;
-    state
-        .store
-        .audit()
-        .record(
-            &actor(&principal, &headers, Some(peer)),
-            "token.created",
-            &format!("token:{}", record.id),
-            Some(&record.name),
-        )
-        .await?;
+            name: &body.name,
+            expires: body.expires.as_deref(),
+            scopes: body.scopes.as_deref(),
+            grantable: principal.grantable_scopes(),
+        },
+        &actor(&principal, &headers, Some(peer)),
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(TokenCreated {
-            token: generated.secret.into_exposed(),
-            details: TokenView::of(&record, now),
+            token: secret.into_exposed(),
+            details: TokenView::of(&record, OffsetDateTime::now_utc()),
         }),
     ))
 }
@@ -271,22 +245,9 @@ pub async fn revoke_token(
 ) -> Result<Json<TokenView>, ApiError> {
     principal.require_token_management()?;
     manageable(&state, &principal, id).await?;
-    let record = state
-        .store
-        .tokens()
-        .revoke(id, Some(principal.user_id))
-        .await?;
+    let record =
+        crate::tokens::revoke(&state.store, id, &actor(&principal, &headers, Some(peer))).await?;
     state.auth.evict(id);
-    state
-        .store
-        .audit()
-        .record(
-            &actor(&principal, &headers, Some(peer)),
-            "token.revoked",
-            &format!("token:{id}"),
-            Some(&record.name),
-        )
-        .await?;
     Ok(Json(TokenView::of(&record, OffsetDateTime::now_utc())))
 }
 

@@ -1,0 +1,60 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use hark_server::{AppState, ServerConfig};
+use hark_store::Store;
+use hark_store::blobs::BlobStore;
+
+use crate::cli::ServeArgs;
+use crate::logging;
+
+pub async fn run(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
+    logging::init(args.log_format, "info");
+    let store = Store::open_data_dir(&data_dir)
+        .await
+        .with_context(|| format!("opening the database in {}", data_dir.display()))?;
+    let blobs = BlobStore::local(data_dir.join("blobs")).context("preparing the audio directory")?;
+    if !(0.05..=3600.0).contains(&args.last_used_flush_secs) {
+        anyhow::bail!("--last-used-flush-secs must be between 0.05 and 3600");
+    }
+    let config = ServerConfig {
+        listen: args.listen,
+        allow_query_token: !args.no_query_token,
+        last_used_flush_interval: Duration::from_secs_f64(args.last_used_flush_secs),
+        max_upload_bytes: args.max_upload_mb.saturating_mul(1024 * 1024),
+        secure_cookies: args.secure_cookies,
+        ..ServerConfig::default()
+    };
+    if store.users().count().await? == 0 {
+        tracing::warn!(
+            "no users yet: create one with `hark admin create-user --username NAME --role admin`"
+        );
+    }
+    let state = AppState::new(store, blobs, config).await?;
+    hark_server::serve(state, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

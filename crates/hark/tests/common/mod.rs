@@ -1,0 +1,291 @@
+//! The one way integration tests start hark: the real binary on a random loopback port
+//! with a temp data dir, its stderr captured so every test can check that no token it
+//! saw was ever logged.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use reqwest::{Client, Response, StatusCode};
+use serde_json::{Value, json};
+
+pub const PASSWORD: &str = "correct horse battery";
+
+pub fn hark_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_hark")
+}
+
+/// The clips and transcripts in ../shared/audio.
+pub fn shared_audio(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/audio").join(name)
+}
+
+pub struct TestServer {
+    pub base: String,
+    pub data_dir: tempfile::TempDir,
+    pub client: Client,
+    child: Option<Child>,
+    log: Arc<Mutex<String>>,
+    reader: Option<JoinHandle<()>>,
+    secrets: Mutex<Vec<String>>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts `hark serve` with extra flags; last-used times flush every 200 ms.
+    pub async fn start_with(extra: &[&str]) -> Self {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let mut child = Command::new(hark_bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--last-used-flush-secs", "0.2"])
+            .arg("--data-dir")
+            .arg(data_dir.path())
+            .args(extra)
+            .env("HARK_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn hark serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (addr_tx, addr_rx) = mpsc::channel();
+        let sink = log.clone();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let _ = addr_tx.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
+                }
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let addr = addr_rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("server did not start; log:\n{}", log.lock().unwrap()));
+        TestServer {
+            base: format!("http://{addr}"),
+            data_dir,
+            client: Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+            child: Some(child),
+            log,
+            reader: Some(reader),
+            secrets: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Remembers a secret so the log check at drop looks for it.
+    pub fn saw_secret(&self, secret: &str) {
+        self.secrets.lock().unwrap().push(secret.to_owned());
+    }
+
+    /// Runs `hark admin …` against this server's data dir.
+    pub fn admin(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut child = Command::new(hark_bin())
+            .arg("--data-dir")
+            .arg(self.data_dir.path())
+            .arg("admin")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn hark admin");
+        {
+            use std::io::Write;
+            let mut input = child.stdin.take().unwrap();
+            if let Some(text) = stdin {
+                input.write_all(text.as_bytes()).unwrap();
+            }
+        }
+        child.wait_with_output().expect("hark admin output")
+    }
+
+    pub fn admin_ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.admin(args, stdin);
+        assert!(
+            out.status.success(),
+            "hark admin {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn create_user(&self, username: &str, role: &str) {
+        self.admin_ok(
+            &["create-user", "--username", username, "--role", role, "--password-stdin"],
+            Some(&format!("{PASSWORD}\n")),
+        );
+    }
+
+    /// A token made with the admin CLI (prints only the token on stdout).
+    pub fn cli_token(&self, username: &str, name: &str, extra: &[&str]) -> String {
+        let mut args = vec!["create-token", "--username", username, "--name", name];
+        args.extend_from_slice(extra);
+        let token = self.admin_ok(&args, None).trim().to_owned();
+        self.saw_secret(&token);
+        token
+    }
+
+    /// A user with a full-scope token: the usual start of a test.
+    pub fn user_with_token(&self, username: &str, role: &str) -> String {
+        self.create_user(username, role);
+        self.cli_token(username, "test", &[])
+    }
+
+    pub async fn login(&self, username: &str) -> String {
+        let res = self
+            .client
+            .post(self.url("/api/auth/login"))
+            .json(&json!({"username": username, "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let cookie = res
+            .headers()
+            .get("set-cookie")
+            .expect("session cookie")
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
+        let pair = cookie.split(';').next().unwrap().to_owned();
+        self.saw_secret(pair.split_once('=').unwrap().1);
+        pair
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post_json(&self, path: &str, token: &str, body: Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> Response {
+        self.client
+            .delete(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Creates a token over HTTP and remembers its secret.
+    pub async fn api_token(&self, token: &str, body: Value) -> Value {
+        let res = self.post_json("/api/tokens", token, body).await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let created: Value = res.json().await.unwrap();
+        self.saw_secret(created["token"].as_str().unwrap());
+        created
+    }
+
+    pub async fn upload(&self, token: &str, file: &Path, title: Option<&str>) -> Response {
+        let bytes = std::fs::read(file).expect("audio file");
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        let mut form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes).file_name(name).mime_str("audio/wav").unwrap(),
+        );
+        if let Some(t) = title {
+            form = form.text("title", t.to_owned());
+        }
+        self.client
+            .post(self.url("/api/recordings"))
+            .bearer_auth(token)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Retries `check` until it holds or `limit` passes; returns how long it took.
+    pub async fn eventually<F, Fut>(&self, limit: Duration, mut check: F) -> Duration
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let started = Instant::now();
+        loop {
+            if check().await {
+                return started.elapsed();
+            }
+            assert!(started.elapsed() < limit, "condition not met within {limit:?}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Sends SIGTERM and waits for a clean exit (the graceful path).
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("server running");
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let status = child.wait().expect("wait for server");
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        status
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.terminate();
+        }
+        if std::thread::panicking() {
+            return;
+        }
+        let log = self.log_text();
+        for secret in self.secrets.lock().unwrap().iter() {
+            assert!(
+                !log.contains(secret.as_str()),
+                "a secret appeared in the server log"
+            );
+        }
+    }
+}
+
+/// The uniform 401 body.
+pub async fn assert_auth_failed(res: Response) {
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body, auth_failed_body());
+}
+
+pub fn auth_failed_body() -> Value {
+    json!({"error": {"code": "auth_failed", "message": "Authentication failed: send a valid, active API token or sign in."}})
+}
+
+pub async fn error_code(res: Response) -> (StatusCode, String) {
+    let status = res.status();
+    let body: Value = res.json().await.expect("JSON error body");
+    (status, body["error"]["code"].as_str().expect("error.code").to_owned())
+}
