@@ -127,9 +127,14 @@ impl From<DomainError> for ApiError {
 }
 
 impl From<JsonRejection> for ApiError {
+    /// A body of the wrong shape is a bad request like any other (axum says 422).
     fn from(rejection: JsonRejection) -> Self {
+        let status = match rejection.status() {
+            StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
+            other => other,
+        };
         ApiError::Rejected {
-            status: rejection.status(),
+            status,
             message: rejection.body_text(),
         }
     }

@@ -40,11 +40,13 @@ impl TestServer {
         Self::start_with(&[]).await
     }
 
-    /// Starts `hark serve` with extra flags; last-used times flush every 200 ms.
+    /// Starts `hark serve` with extra flags; last-used times flush every 200 ms unless a
+    /// flag says otherwise.
     pub async fn start_with(extra: &[&str]) -> Self {
         let data_dir = tempfile::tempdir().expect("temp dir");
         let mut child = Command::new(hark_bin())
-            .args(["serve", "--listen", "127.0.0.1:0", "--last-used-flush-secs", "0.2"])
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("HARK_LAST_USED_FLUSH_SECS", "0.2")
             .arg("--data-dir")
             .arg(data_dir.path())
             .args(extra)
