@@ -61,7 +61,12 @@ pub async fn issue(
         .await?;
     store
         .audit()
-        .record(actor, "token.created", &format!("token:{}", record.id), Some(&record.name))
+        .record(
+            actor,
+            "token.created",
+            &format!("token:{}", record.id),
+            Some(&record.name),
+        )
         .await?;
     Ok((generated.secret, record))
 }
@@ -69,13 +74,22 @@ pub async fn issue(
 /// Revokes and audits. Callers holding a verification cache evict from it themselves;
 /// other processes learn through the store's change log.
 pub async fn revoke(store: &Store, id: i64, actor: &Actor) -> Result<TokenRecord, ApiError> {
-    let record = store.tokens().revoke(id, actor.user_id).await.map_err(|e| match e {
-        hark_store::StoreError::NotFound => ApiError::NotFound("token"),
-        other => other.into(),
-    })?;
+    let record = store
+        .tokens()
+        .revoke(id, actor.user_id)
+        .await
+        .map_err(|e| match e {
+            hark_store::StoreError::NotFound => ApiError::NotFound("token"),
+            other => other.into(),
+        })?;
     store
         .audit()
-        .record(actor, "token.revoked", &format!("token:{id}"), Some(&record.name))
+        .record(
+            actor,
+            "token.revoked",
+            &format!("token:{id}"),
+            Some(&record.name),
+        )
         .await?;
     Ok(record)
 }

@@ -36,7 +36,11 @@ pub async fn run(data_dir: &Path, command: AdminCommand) -> anyhow::Result<()> {
 
 async fn dispatch(store: &Store, command: AdminCommand) -> anyhow::Result<()> {
     match command {
-        AdminCommand::CreateUser { username, password_stdin, role } => {
+        AdminCommand::CreateUser {
+            username,
+            password_stdin,
+            role,
+        } => {
             let role: Role = role.parse()?;
             let username = username.trim().to_owned();
             if username.is_empty() || username.chars().count() > 64 {
@@ -51,7 +55,10 @@ async fn dispatch(store: &Store, command: AdminCommand) -> anyhow::Result<()> {
             };
             let hash = passwords::hash(password.clone()).await?;
             let user = store.users().create(&username, &hash, role).await?;
-            eprintln!("created user {} (id {}, role {})", user.username, user.id, user.role);
+            eprintln!(
+                "created user {} (id {}, role {})",
+                user.username, user.id, user.role
+            );
             if generated {
                 println!("{password}");
                 eprintln!("the generated password above is shown once");
@@ -76,7 +83,12 @@ async fn dispatch(store: &Store, command: AdminCommand) -> anyhow::Result<()> {
                 .await?;
             eprintln!("{} is now {}", user.username, role);
         }
-        AdminCommand::CreateToken { username, name, expires, scopes } => {
+        AdminCommand::CreateToken {
+            username,
+            name,
+            expires,
+            scopes,
+        } => {
             let user = store
                 .users()
                 .by_username(&username)
@@ -98,7 +110,10 @@ async fn dispatch(store: &Store, command: AdminCommand) -> anyhow::Result<()> {
                 &cli_actor(),
             )
             .await?;
-            eprintln!("created token {} ({}) for {}", record.id, record.hint, user.username);
+            eprintln!(
+                "created token {} ({}) for {}",
+                record.id, record.hint, user.username
+            );
             println!("{}", secret.expose());
         }
         AdminCommand::ListTokens { username, json } => {

@@ -8,7 +8,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(name = "hark", version, about)]
 pub struct Cli {
     /// Where the database and audio live.
-    #[arg(long, global = true, env = "HARK_DATA_DIR", default_value = "./hark-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "HARK_DATA_DIR",
+        default_value = "./hark-data"
+    )]
     pub data_dir: PathBuf,
     #[command(subcommand)]
     pub command: Command,

@@ -14,7 +14,8 @@ pub async fn run(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
     let store = Store::open_data_dir(&data_dir)
         .await
         .with_context(|| format!("opening the database in {}", data_dir.display()))?;
-    let blobs = BlobStore::local(data_dir.join("blobs")).context("preparing the audio directory")?;
+    let blobs =
+        BlobStore::local(data_dir.join("blobs")).context("preparing the audio directory")?;
     if !(0.05..=3600.0).contains(&args.last_used_flush_secs) {
         anyhow::bail!("--last-used-flush-secs must be between 0.05 and 3600");
     }

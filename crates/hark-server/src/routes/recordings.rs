@@ -3,13 +3,14 @@
 use std::net::SocketAddr;
 
 use axum::Json;
-use axum::extract::multipart::MultipartRejection;
+use axum::extract::multipart::{Field, MultipartRejection};
 use axum::extract::{ConnectInfo, Multipart, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hark_core::pagination::{PageRequest, Pagination};
 use hark_core::recordings::{Segment, validate_title};
 use hark_core::scopes::Scope;
+use hark_store::blobs::{BlobStore, BlobWriter};
 use hark_store::recordings::{NewRecording, Recording};
 use hark_store::tags::Tag;
 use hark_store::{DEFAULT_PROJECT_ID, StoreError};
@@ -288,7 +289,7 @@ pub async fn upload_recording(
     })?;
     let mut title = None;
     let mut language = None;
-    let mut stored: Option<(hark_store::blobs::BlobWriter, String, String)> = None;
+    let mut stored: Option<(BlobWriter, String, String)> = None;
     let limit = state.config.max_upload_bytes as u64;
     let result: Result<(), ApiError> = async {
         while let Some(mut field) = multipart.next_field().await? {
@@ -302,24 +303,7 @@ pub async fn upload_recording(
                         .content_type()
                         .unwrap_or("application/octet-stream")
                         .to_owned();
-                    let mut writer = state.blobs.writer().await?;
-                    let outcome = async {
-                        while let Some(chunk) = field.chunk().await? {
-                            if writer.size() + chunk.len() as u64 > limit {
-                                return Err(ApiError::Rejected {
-                                    status: StatusCode::PAYLOAD_TOO_LARGE,
-                                    message: format!("file: larger than the {limit}-byte limit"),
-                                });
-                            }
-                            writer.write(&chunk).await?;
-                        }
-                        Ok(())
-                    }
-                    .await;
-                    if let Err(e) = outcome {
-                        writer.abort().await;
-                        return Err(e);
-                    }
+                    let writer = receive_file(&state.blobs, &mut field, limit).await?;
                     stored = Some((writer, filename, mime));
                 }
                 "title" => title = Some(field.text().await?),
@@ -398,6 +382,44 @@ pub async fn upload_recording(
         response.headers_mut().insert(header::LOCATION, location);
     }
     Ok(response)
+}
+
+/// Streams one file field into a new blob, refusing more than `limit` bytes. An oversized
+/// upload is still read on (up to as much again, then the connection is dropped), so that
+/// clients which send the whole body before reading the answer still receive the 413.
+async fn receive_file(
+    blobs: &BlobStore,
+    field: &mut Field<'_>,
+    limit: u64,
+) -> Result<BlobWriter, ApiError> {
+    let mut writer = blobs.writer().await?;
+    let mut received: u64 = 0;
+    let outcome: Result<(), ApiError> = async {
+        while let Some(chunk) = field.chunk().await? {
+            received += chunk.len() as u64;
+            if received > limit {
+                if received > limit.saturating_mul(2) {
+                    break;
+                }
+                continue;
+            }
+            writer.write(&chunk).await?;
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = outcome {
+        writer.abort().await;
+        return Err(e);
+    }
+    if received > limit {
+        writer.abort().await;
+        return Err(ApiError::Rejected {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            message: format!("file: larger than the {limit}-byte upload limit"),
+        });
+    }
+    Ok(writer)
 }
 
 #[utoipa::path(delete, path = "/api/recordings/{id}", tag = "recordings",

@@ -22,7 +22,9 @@ pub fn hark_bin() -> &'static str {
 
 /// The clips and transcripts in ../shared/audio.
 pub fn shared_audio(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/audio").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/audio")
+        .join(name)
 }
 
 pub struct TestServer {
@@ -63,7 +65,12 @@ impl TestServer {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let _ = addr_tx.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
+                    let _ = addr_tx.send(
+                        rest.split_whitespace()
+                            .next()
+                            .unwrap_or_default()
+                            .to_owned(),
+                    );
                 }
                 let mut log = sink.lock().unwrap();
                 log.push_str(&line);
@@ -76,7 +83,10 @@ impl TestServer {
         TestServer {
             base: format!("http://{addr}"),
             data_dir,
-            client: Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+            client: Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
             child: Some(child),
             log,
             reader: Some(reader),
@@ -131,7 +141,14 @@ impl TestServer {
 
     pub fn create_user(&self, username: &str, role: &str) {
         self.admin_ok(
-            &["create-user", "--username", username, "--role", role, "--password-stdin"],
+            &[
+                "create-user",
+                "--username",
+                username,
+                "--role",
+                role,
+                "--password-stdin",
+            ],
             Some(&format!("{PASSWORD}\n")),
         );
     }
@@ -167,7 +184,10 @@ impl TestServer {
             .to_str()
             .unwrap()
             .to_owned();
-        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
+        assert!(
+            cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+            "{cookie}"
+        );
         let pair = cookie.split(';').next().unwrap().to_owned();
         self.saw_secret(pair.split_once('=').unwrap().1);
         pair
@@ -215,7 +235,10 @@ impl TestServer {
         let name = file.file_name().unwrap().to_string_lossy().into_owned();
         let mut form = reqwest::multipart::Form::new().part(
             "file",
-            reqwest::multipart::Part::bytes(bytes).file_name(name).mime_str("audio/wav").unwrap(),
+            reqwest::multipart::Part::bytes(bytes)
+                .file_name(name)
+                .mime_str("audio/wav")
+                .unwrap(),
         );
         if let Some(t) = title {
             form = form.text("title", t.to_owned());
@@ -240,7 +263,10 @@ impl TestServer {
             if check().await {
                 return started.elapsed();
             }
-            assert!(started.elapsed() < limit, "condition not met within {limit:?}");
+            assert!(
+                started.elapsed() < limit,
+                "condition not met within {limit:?}"
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
@@ -248,7 +274,9 @@ impl TestServer {
     /// Sends SIGTERM and waits for a clean exit (the graceful path).
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("server running");
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
         let status = child.wait().expect("wait for server");
         if let Some(reader) = self.reader.take() {
             let _ = reader.join();
@@ -289,5 +317,11 @@ pub fn auth_failed_body() -> Value {
 pub async fn error_code(res: Response) -> (StatusCode, String) {
     let status = res.status();
     let body: Value = res.json().await.expect("JSON error body");
-    (status, body["error"]["code"].as_str().expect("error.code").to_owned())
+    (
+        status,
+        body["error"]["code"]
+            .as_str()
+            .expect("error.code")
+            .to_owned(),
+    )
 }
