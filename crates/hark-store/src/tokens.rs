@@ -52,15 +52,9 @@ impl TokenRecord {
 /// Everything authentication needs to decide about one presented secret, in one query.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SecretMatch {
-    pub token_id: i64,
-    pub kind: TokenKind,
-    pub scopes: Scopes,
-    pub user_id: i64,
+    pub record: TokenRecord,
+    /// The owner's current role.
     pub role: Role,
-    pub workspace_id: i64,
-    pub project_id: Option<i64>,
-    pub expires_at: Option<OffsetDateTime>,
-    pub revoked_at: Option<OffsetDateTime>,
     /// Set on the old secret of a token rotated with a grace period.
     pub secret_retires_at: Option<OffsetDateTime>,
 }
@@ -118,15 +112,9 @@ impl TryFrom<TokenRow> for TokenRecord {
 
 #[derive(sqlx::FromRow)]
 struct SecretRow {
-    token_id: i64,
-    kind: String,
-    scopes: String,
-    user_id: i64,
+    #[sqlx(flatten)]
+    token: TokenRow,
     role: String,
-    workspace_id: i64,
-    project_id: Option<i64>,
-    expires_at: Option<i64>,
-    revoked_at: Option<i64>,
     retires_at: Option<i64>,
 }
 
@@ -134,11 +122,11 @@ fn parse_kind(s: &str) -> Result<TokenKind> {
     TokenKind::from_name(s).ok_or_else(|| StoreError::corrupt(format!("token kind {s:?}")))
 }
 
-const SELECT_TOKENS: &str =
-    "SELECT t.id, t.kind, t.name, t.scopes, t.user_id, u.username AS owner_username,
+/// The columns of [`TokenRow`]; `t` is `tokens`, `u` the owner in `users`.
+const TOKEN_COLUMNS: &str =
+    "t.id, t.kind, t.name, t.scopes, t.user_id, u.username AS owner_username,
         t.workspace_id, t.project_id, t.hint, t.created_at, t.expires_at, t.last_used_at,
-        t.last_used_ip, t.revoked_at, t.revoked_by
-    FROM tokens t JOIN users u ON u.id = t.user_id";
+        t.last_used_ip, t.revoked_at, t.revoked_by";
 
 pub struct Tokens<'a> {
     pub(crate) db: &'a Db,
@@ -174,46 +162,40 @@ impl Tokens<'_> {
     /// Looks a presented secret up by its hash. Callers decide what expiry, revocation and
     /// retirement mean; this only reports them.
     pub async fn find_secret(&self, hash: &TokenHash) -> Result<Option<SecretMatch>> {
-        let row: Option<SecretRow> = sqlx::query_as(
-            "SELECT t.id AS token_id, t.kind, t.scopes, t.user_id, u.role, t.workspace_id, t.project_id,
-                    t.expires_at, t.revoked_at, s.retires_at
+        let row: Option<SecretRow> = sqlx::query_as(sql!(
+            "SELECT {TOKEN_COLUMNS}, u.role, s.retires_at
              FROM token_secrets s
              JOIN tokens t ON t.id = s.token_id
              JOIN users u ON u.id = t.user_id
-             WHERE s.hash = $1",
-        )
+             WHERE s.hash = $1"
+        ))
         .bind(hash.as_bytes())
         .fetch_optional(self.db)
         .await?;
         row.map(|r| {
             Ok(SecretMatch {
-                token_id: r.token_id,
-                kind: parse_kind(&r.kind)?,
-                scopes: Scopes::from_str(&r.scopes).map_err(StoreError::corrupt)?,
-                user_id: r.user_id,
                 role: Role::from_str(&r.role).map_err(StoreError::corrupt)?,
-                workspace_id: r.workspace_id,
-                project_id: r.project_id,
-                expires_at: r.expires_at.map(from_millis),
-                revoked_at: r.revoked_at.map(from_millis),
                 secret_retires_at: r.retires_at.map(from_millis),
+                record: r.token.try_into()?,
             })
         })
         .transpose()
     }
 
     pub async fn get(&self, id: i64) -> Result<TokenRecord> {
-        let row: Option<TokenRow> = sqlx::query_as(sql!("{SELECT_TOKENS} WHERE t.id = $1"))
-            .bind(id)
-            .fetch_optional(self.db)
-            .await?;
+        let row: Option<TokenRow> = sqlx::query_as(sql!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(self.db)
+        .await?;
         row.ok_or(StoreError::NotFound)?.try_into()
     }
 
     /// Newest first.
     pub async fn list_for_user(&self, user_id: i64) -> Result<Vec<TokenRecord>> {
         let rows: Vec<TokenRow> = sqlx::query_as(sql!(
-            "{SELECT_TOKENS} WHERE t.user_id = $1 ORDER BY t.created_at DESC, t.id DESC"
+            "SELECT {TOKEN_COLUMNS} FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.user_id = $1 ORDER BY t.created_at DESC, t.id DESC"
         ))
         .bind(user_id)
         .fetch_all(self.db)
@@ -223,7 +205,7 @@ impl Tokens<'_> {
 
     pub async fn list_all(&self) -> Result<Vec<TokenRecord>> {
         let rows: Vec<TokenRow> = sqlx::query_as(sql!(
-            "{SELECT_TOKENS} ORDER BY t.created_at DESC, t.id DESC"
+            "SELECT {TOKEN_COLUMNS} FROM tokens t JOIN users u ON u.id = t.user_id ORDER BY t.created_at DESC, t.id DESC"
         ))
         .fetch_all(self.db)
         .await?;
@@ -396,7 +378,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!((found.token_id, found.role), (record.id, Role::Member));
+        assert_eq!((&found.record, found.role), (&record, Role::Member));
         assert_eq!(store.tokens().latest_change().await.unwrap(), 0);
 
         let revoked = store

@@ -281,30 +281,36 @@ async fn rotation_with_grace_keeps_the_old_secret_for_a_while() {
 async fn last_use_is_recorded_after_a_flush() {
     let server = TestServer::start().await;
     let token = server.user_with_token("ada", "member");
-    let listed = server.admin_ok(&["list-tokens", "--json"], None);
-    assert!(
-        listed.contains("\"last_used_at\": null"),
-        "unused so far: {listed}"
-    );
-    let seen = server
-        .eventually(Duration::from_secs(3), || async {
-            let me: Value = server
-                .get("/api/tokens/self", &token)
-                .await
-                .json()
-                .await
-                .unwrap();
-            me["last_used_at"].is_string()
-        })
-        .await;
+    let stored = || {
+        let rows: Value =
+            serde_json::from_str(&server.admin_ok(&["list-tokens", "--json"], None)).unwrap();
+        rows[0].clone()
+    };
+    assert_eq!(stored()["last_used_at"], Value::Null, "unused so far");
     let me: Value = server
         .get("/api/tokens/self", &token)
         .await
         .json()
         .await
         .unwrap();
+    assert!(
+        me["last_used_at"].is_string(),
+        "self reports the request it answers"
+    );
     assert_eq!(me["last_used_ip"], "127.0.0.1");
+    let seen = server
+        .eventually(Duration::from_secs(3), || async {
+            stored()["last_used_at"].is_string()
+        })
+        .await;
     eprintln!("last_used_at written within {seen:?}");
+    let listed: Value = server
+        .get("/api/tokens", &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["tokens"][0]["last_used_ip"], "127.0.0.1");
 }
 
 #[tokio::test]

@@ -12,10 +12,9 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use dashmap::DashMap;
 use hark_core::roles::Role;
-use hark_core::scopes::Scopes;
-use hark_core::tokens::{self, TokenHash, TokenKind};
+use hark_core::tokens::{self, TokenHash};
 use hark_store::Store;
-use hark_store::tokens::SecretMatch;
+use hark_store::tokens::{SecretMatch, TokenRecord};
 use time::OffsetDateTime;
 
 use super::last_used::LastUsedRecorder;
@@ -26,32 +25,18 @@ use crate::error::ApiError;
 /// memory stays bounded however many tokens exist.
 const MAX_CACHED: usize = 100_000;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct CachedSecret {
-    token_id: i64,
-    kind: TokenKind,
-    scopes: Scopes,
-    user_id: i64,
+    record: Arc<TokenRecord>,
     role: Role,
-    workspace_id: i64,
-    project_id: Option<i64>,
-    expires_at: Option<OffsetDateTime>,
-    revoked: bool,
     retires_at: Option<OffsetDateTime>,
 }
 
 impl From<SecretMatch> for CachedSecret {
     fn from(m: SecretMatch) -> Self {
         CachedSecret {
-            token_id: m.token_id,
-            kind: m.kind,
-            scopes: m.scopes,
-            user_id: m.user_id,
+            record: Arc::new(m.record),
             role: m.role,
-            workspace_id: m.workspace_id,
-            project_id: m.project_id,
-            expires_at: m.expires_at,
-            revoked: m.revoked_at.is_some(),
             retires_at: m.secret_retires_at,
         }
     }
@@ -90,12 +75,13 @@ impl TokenAuthenticator {
     pub async fn verify(&self, text: &str, ip: Option<IpAddr>) -> Result<Verified, ApiError> {
         let parsed = tokens::parse(text).map_err(|_| ApiError::AuthFailed)?;
         let secret = match self.cache.get(&parsed.hash) {
-            Some(entry) => *entry,
+            Some(entry) => entry.clone(),
             None => self.load(parsed.hash).await?,
         };
         let now = OffsetDateTime::now_utc();
-        let dead = secret.revoked
-            || secret.expires_at.is_some_and(|t| t <= now)
+        let record = &secret.record;
+        let dead = record.revoked_at.is_some()
+            || record.expires_at.is_some_and(|t| t <= now)
             || secret.retires_at.is_some_and(|t| t <= now);
         if dead {
             return Err(ApiError::AuthFailed);
@@ -103,17 +89,12 @@ impl TokenAuthenticator {
         if !secret.role.may_use_tokens() {
             return Err(ApiError::forbidden("viewers cannot use API tokens"));
         }
-        self.recorder.touch(secret.token_id, now, ip);
+        self.recorder.touch(record.id, now, ip);
         Ok(Principal {
-            user_id: secret.user_id,
-            workspace_id: secret.workspace_id,
+            user_id: record.user_id,
+            workspace_id: record.workspace_id,
             role: secret.role,
-            credential: Credential::Token {
-                id: secret.token_id,
-                kind: secret.kind,
-                scopes: secret.scopes,
-                project_id: secret.project_id,
-            },
+            credential: Credential::Token(secret.record),
         })
     }
 
@@ -122,7 +103,7 @@ impl TokenAuthenticator {
         let found = self.store.tokens().find_secret(&hash).await?;
         let secret = CachedSecret::from(found.ok_or(ApiError::AuthFailed)?);
         if self.cache.len() < MAX_CACHED && self.generation.load(Ordering::Acquire) == generation {
-            self.cache.insert(hash, secret);
+            self.cache.insert(hash, secret.clone());
         }
         Ok(secret)
     }
@@ -130,7 +111,7 @@ impl TokenAuthenticator {
     /// Forgets every cached secret of a token, so the next request re-reads the store.
     pub fn evict(&self, token_id: i64) {
         self.generation.fetch_add(1, Ordering::AcqRel);
-        self.cache.retain(|_, v| v.token_id != token_id);
+        self.cache.retain(|_, v| v.record.id != token_id);
     }
 
     /// Applies the change log written since the last poll, by any process.

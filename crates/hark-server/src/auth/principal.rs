@@ -1,24 +1,23 @@
+use std::sync::Arc;
+
 use hark_core::roles::Role;
 use hark_core::scopes::{Scope, Scopes};
 use hark_core::tokens::TokenKind;
+use hark_store::tokens::TokenRecord;
 
 use crate::error::ApiError;
 
 /// How the caller proved who they are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Credential {
     /// Signed in through the web UI (cookie).
     Session,
-    Token {
-        id: i64,
-        kind: TokenKind,
-        scopes: Scopes,
-        project_id: Option<i64>,
-    },
+    /// The token as it stood when it was verified (the cache keeps it current).
+    Token(Arc<TokenRecord>),
 }
 
 /// An authenticated caller and the rights that follow from role ∩ token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Principal {
     pub user_id: i64,
     pub workspace_id: i64,
@@ -28,27 +27,23 @@ pub struct Principal {
 
 impl Principal {
     pub fn token_id(&self) -> Option<i64> {
-        match self.credential {
-            Credential::Token { id, .. } => Some(id),
+        match &self.credential {
+            Credential::Token(record) => Some(record.id),
             Credential::Session => None,
         }
     }
 
     /// May this caller act on its own recordings, tags and tokens with `scope`?
     pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
-        match self.credential {
+        match &self.credential {
             Credential::Session => {
                 if scope != Scope::Read && !self.role.may_use_tokens() {
                     return Err(ApiError::forbidden("viewers have read-only access"));
                 }
                 Ok(())
             }
-            Credential::Token {
-                kind: TokenKind::Personal,
-                scopes,
-                ..
-            } => {
-                if scopes.contains(scope) {
+            Credential::Token(record) if record.kind == TokenKind::Personal => {
+                if record.scopes.contains(scope) {
                     Ok(())
                 } else {
                     Err(ApiError::forbidden(format!(
@@ -57,9 +52,9 @@ impl Principal {
                     )))
                 }
             }
-            Credential::Token { kind, .. } => Err(ApiError::forbidden(format!(
+            Credential::Token(record) => Err(ApiError::forbidden(format!(
                 "{} tokens cannot use this endpoint",
-                kind.as_str()
+                record.kind.as_str()
             ))),
         }
     }
@@ -77,9 +72,9 @@ impl Principal {
 
     /// Scopes a new token may have: a token cannot mint a more powerful one.
     pub fn grantable_scopes(&self) -> Scopes {
-        match self.credential {
+        match &self.credential {
             Credential::Session => Scopes::all(),
-            Credential::Token { scopes, .. } => scopes,
+            Credential::Token(record) => record.scopes,
         }
     }
 }
@@ -89,16 +84,29 @@ mod tests {
     use super::*;
 
     fn token(role: Role, scopes: &str, kind: TokenKind) -> Principal {
+        let now = time::OffsetDateTime::now_utc();
+        let record = TokenRecord {
+            id: 1,
+            kind,
+            name: "t".into(),
+            scopes: scopes.parse().unwrap(),
+            user_id: 1,
+            owner_username: "u".into(),
+            workspace_id: 1,
+            project_id: None,
+            hint: "hark_pat_…abcd".into(),
+            created_at: now,
+            expires_at: None,
+            last_used_at: None,
+            last_used_ip: None,
+            revoked_at: None,
+            revoked_by: None,
+        };
         Principal {
             user_id: 1,
             workspace_id: 1,
             role,
-            credential: Credential::Token {
-                id: 1,
-                kind,
-                scopes: scopes.parse().unwrap(),
-                project_id: None,
-            },
+            credential: Credential::Token(Arc::new(record)),
         }
     }
 

@@ -384,9 +384,12 @@ pub async fn upload_recording(
     Ok(response)
 }
 
+/// How much of an oversized upload is read (and discarded) before giving up on the client.
+const DRAIN_ALLOWANCE: u64 = 64 * 1024 * 1024;
+
 /// Streams one file field into a new blob, refusing more than `limit` bytes. An oversized
-/// upload is still read on (up to as much again, then the connection is dropped), so that
-/// clients which send the whole body before reading the answer still receive the 413.
+/// upload is still read on (up to [`DRAIN_ALLOWANCE`] more, then the connection is dropped),
+/// so that clients which send the whole body before reading the answer still get the 413.
 async fn receive_file(
     blobs: &BlobStore,
     field: &mut Field<'_>,
@@ -398,7 +401,7 @@ async fn receive_file(
         while let Some(chunk) = field.chunk().await? {
             received += chunk.len() as u64;
             if received > limit {
-                if received > limit.saturating_mul(2) {
+                if received > limit.saturating_add(DRAIN_ALLOWANCE) {
                     break;
                 }
                 continue;

@@ -199,16 +199,21 @@ pub async fn list_tokens(
         (status = 400, description = "Signed in with a session, not a token", body = ErrorBody),
         (status = 401, body = ErrorBody)))]
 pub async fn token_self(
-    State(state): State<AppState>,
     principal: Principal,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
 ) -> Result<Json<TokenView>, ApiError> {
-    let Credential::Token { id, .. } = principal.credential else {
+    let Credential::Token(record) = &principal.credential else {
         return Err(ApiError::bad_request(
             "this request was not made with an API token",
         ));
     };
-    let record = state.store.tokens().get(id).await?;
-    Ok(Json(TokenView::of(&record, OffsetDateTime::now_utc())))
+    // Served from the verification cache: no storage round trip. This request is the
+    // token's latest use, so that is what it reports.
+    let now = OffsetDateTime::now_utc();
+    let mut view = TokenView::of(record, now);
+    view.last_used_at = Some(now);
+    view.last_used_ip = Some(peer.ip().to_string());
+    Ok(Json(view))
 }
 
 /// A token the caller may manage: their own, or any in the workspace for an admin.
