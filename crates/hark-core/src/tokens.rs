@@ -4,6 +4,8 @@
 //! The checksum lets us reject typos and random guesses without touching storage, and lets
 //! secret scanners recognise a leaked hark token. Only the SHA-256 of the whole token is
 //! ever stored; the plaintext lives in a [`TokenSecret`] that refuses to print itself.
+//! Secrets are never compared directly: they are found by the hash of the presented text,
+//! so response timing can tell an attacker nothing about a stored token's characters.
 
 use std::fmt;
 
@@ -11,7 +13,6 @@ use rand::RngExt;
 use rand::distr::Alphanumeric;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use thiserror::Error;
 use time::OffsetDateTime;
 
@@ -89,11 +90,6 @@ impl TokenHash {
 
     pub fn from_slice(bytes: &[u8]) -> Option<Self> {
         bytes.try_into().ok().map(TokenHash)
-    }
-
-    /// Constant-time equality, for any place a hash is compared outside an index lookup.
-    pub fn ct_eq(&self, other: &TokenHash) -> bool {
-        self.0.ct_eq(&other.0).into()
     }
 }
 
@@ -254,7 +250,23 @@ pub fn validate_name(name: &str) -> Result<String, crate::DomainError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use time::Duration;
+
+    proptest! {
+        #[test]
+        fn parsing_never_panics(text in ".{0,80}") {
+            let _ = parse(&text);
+            let _ = display_hint(&text);
+        }
+
+        #[test]
+        fn only_well_formed_text_parses(body in "[0-9A-Za-z]{32}", tail in "[0-9A-Za-z]{6}") {
+            let text = format!("hark_pat_{body}{tail}");
+            let expected = encode_checksum(crc32fast::hash(format!("hark_pat_{body}").as_bytes()));
+            prop_assert_eq!(parse(&text).is_ok(), tail == expected);
+        }
+    }
 
     #[test]
     fn generated_tokens_have_the_documented_shape() {
@@ -330,8 +342,8 @@ mod tests {
             [0xba, 0x78, 0x16, 0xbf],
             "SHA-256(\"abc\") starts with ba7816bf"
         );
-        assert!(h.ct_eq(&TokenHash::of("abc")));
-        assert!(!h.ct_eq(&TokenHash::of("abd")));
+        assert_eq!(h, TokenHash::of("abc"));
+        assert_ne!(h, TokenHash::of("abd"));
     }
 
     #[test]

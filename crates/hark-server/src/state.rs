@@ -1,3 +1,4 @@
+use std::ops::Deref;
 use std::sync::Arc;
 
 use hark_store::Store;
@@ -6,14 +7,25 @@ use hark_store::blobs::BlobStore;
 use crate::auth::{LastUsedRecorder, TokenAuthenticator};
 use crate::config::ServerConfig;
 
-/// What every handler can reach. Cheap to clone.
+/// What every handler can reach. axum clones the state for every request, so it is one
+/// `Arc` rather than a bundle of them.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
     pub store: Store,
     pub blobs: BlobStore,
     pub auth: Arc<TokenAuthenticator>,
     pub last_used: Arc<LastUsedRecorder>,
-    pub config: Arc<ServerConfig>,
+    pub config: ServerConfig,
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 impl AppState {
@@ -24,12 +36,12 @@ impl AppState {
     ) -> Result<Self, hark_store::StoreError> {
         let last_used = Arc::new(LastUsedRecorder::default());
         let auth = Arc::new(TokenAuthenticator::new(store.clone(), last_used.clone()).await?);
-        Ok(AppState {
+        Ok(AppState(Arc::new(Shared {
             store,
             blobs,
             auth,
             last_used,
-            config: Arc::new(config),
-        })
+            config,
+        })))
     }
 }

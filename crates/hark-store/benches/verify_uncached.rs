@@ -1,1 +1,99 @@
-fn main() {}
+//! (b) Uncached verification against SQLite: parse the token, hash it, look the hash up
+//! (one indexed query joining the token and its owner), with 1 thousand and with 1 million
+//! tokens stored. The 1k case is the baseline the 1M case is compared to.
+//!
+//! cargo bench -p hark-store --bench verify_uncached
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use hark_core::roles::Role;
+use hark_core::tokens::{TokenKind, generate, parse};
+use hark_store::Store;
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{ConnectOptions, Connection};
+
+/// Fills `tokens`/`token_secrets` in one transaction (the store's own create is one
+/// transaction per token, far too slow for a million). Returns a spread of real secrets.
+async fn seed(path: &std::path::Path, count: usize) -> Vec<String> {
+    let store = Store::open_sqlite_file(path).await.unwrap();
+    let user = store
+        .users()
+        .create("bench", "x", Role::Member)
+        .await
+        .unwrap();
+    store.close().await;
+    let mut conn = SqliteConnectOptions::new()
+        .filename(path)
+        .connect()
+        .await
+        .unwrap();
+    let mut tx = conn.begin().await.unwrap();
+    let mut samples = Vec::new();
+    let step = (count / 1000).max(1);
+    for i in 0..count {
+        let token = generate(TokenKind::Personal);
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO tokens (kind, name, scopes, user_id, workspace_id, hint, created_at)
+             VALUES ('personal', 'bench', 'read,write', $1, 1, $2, 0) RETURNING id",
+        )
+        .bind(user.id)
+        .bind(&token.hint)
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+        sqlx::query("INSERT INTO token_secrets (hash, token_id) VALUES ($1, $2)")
+            .bind(token.hash.as_bytes().to_vec())
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        if i % step == 0 {
+            samples.push(token.secret.into_exposed());
+        }
+    }
+    tx.commit().await.unwrap();
+    conn.close().await.unwrap();
+    samples
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut group = c.benchmark_group("verify_uncached");
+    // HARK_BENCH_COUNTS=1000 runs only the small case (seeding a million takes minutes).
+    let counts: Vec<usize> = std::env::var("HARK_BENCH_COUNTS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1_000, 1_000_000]);
+    for count in counts {
+        let path = dir.path().join(format!("tokens-{count}.db"));
+        let started = std::time::Instant::now();
+        let samples = rt.block_on(seed(&path, count));
+        eprintln!("seeded {count} tokens in {:?}", started.elapsed());
+        let store = rt.block_on(Store::open_sqlite_file(&path)).unwrap();
+        let mut next = 0usize;
+        group.bench_with_input(BenchmarkId::from_parameter(count), &count, |b, _| {
+            b.iter(|| {
+                let secret = &samples[next % samples.len()];
+                next += 1;
+                let parsed = parse(secret).unwrap();
+                let found = rt
+                    .block_on(store.tokens().find_secret(&parsed.hash))
+                    .unwrap();
+                assert!(found.is_some());
+            })
+        });
+        if count == 1_000 {
+            group.bench_function("floor_select_1", |b| {
+                b.iter(|| rt.block_on(store.ping()).unwrap())
+            });
+        }
+        rt.block_on(store.close());
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -4,6 +4,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use hark_core::duration::parse_grace;
 use hark_core::scopes::Scope;
 use hark_core::tokens::{self, TokenStatus};
@@ -22,19 +23,20 @@ use crate::tokens::IssueRequest;
 /// Tokens expiring within this window are flagged so people renew them in time.
 const EXPIRY_WARNING: Duration = Duration::days(7);
 
-/// A token as listed: never its secret.
+/// A token as listed: never its secret. Borrows from the record it shows, so answering
+/// `GET /api/tokens/self` from the cache allocates next to nothing.
 #[derive(Serialize, ToSchema)]
-pub struct TokenView {
+pub struct TokenView<'a> {
     pub id: i64,
-    pub name: String,
+    pub name: &'a str,
     /// `personal`, `project` or `management`.
-    pub kind: String,
-    pub scopes: Vec<String>,
+    pub kind: &'static str,
+    pub scopes: Vec<&'static str>,
     /// `active`, `expired` or `revoked`.
-    pub status: String,
+    pub status: &'static str,
     /// The prefix and last four characters, e.g. `hark_pat_…a1B2`.
-    pub hint: String,
-    pub owner: String,
+    pub hint: &'a str,
+    pub owner: &'a str,
     pub project_id: Option<i64>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
@@ -50,22 +52,17 @@ pub struct TokenView {
     pub revoked_at: Option<OffsetDateTime>,
 }
 
-impl TokenView {
-    pub fn of(record: &TokenRecord, now: OffsetDateTime) -> Self {
+impl<'a> TokenView<'a> {
+    pub fn of(record: &'a TokenRecord, now: OffsetDateTime) -> Self {
         let status = record.status(now);
         TokenView {
             id: record.id,
-            name: record.name.clone(),
-            kind: record.kind.as_str().to_owned(),
-            scopes: record
-                .scopes
-                .names()
-                .into_iter()
-                .map(String::from)
-                .collect(),
-            status: status_name(status).to_owned(),
-            hint: record.hint.clone(),
-            owner: record.owner_username.clone(),
+            name: &record.name,
+            kind: record.kind.as_str(),
+            scopes: record.scopes.names(),
+            status: status_name(status),
+            hint: &record.hint,
+            owner: &record.owner_username,
             project_id: record.project_id,
             created_at: record.created_at,
             last_used_at: record.last_used_at,
@@ -88,16 +85,16 @@ fn status_name(status: TokenStatus) -> &'static str {
 
 /// The creation (or rotation) response: the only time the plaintext is ever shown.
 #[derive(Serialize, ToSchema)]
-pub struct TokenCreated {
+pub struct TokenCreated<'a> {
     /// The token itself. Store it now: it cannot be shown again.
     pub token: String,
     #[serde(flatten)]
-    pub details: TokenView,
+    pub details: TokenView<'a>,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct TokenList {
-    pub tokens: Vec<TokenView>,
+pub struct TokenList<'a> {
+    pub tokens: Vec<TokenView<'a>>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -144,7 +141,7 @@ pub async fn create_token(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<CreateToken>,
-) -> Result<(StatusCode, Json<TokenCreated>), ApiError> {
+) -> Result<Response, ApiError> {
     principal.require_token_management()?;
     match body.kind.as_deref().unwrap_or("personal") {
         "personal" => {}
@@ -167,13 +164,11 @@ pub async fn create_token(
         &actor(&principal, &headers, Some(peer)),
     )
     .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(TokenCreated {
-            token: secret.into_exposed(),
-            details: TokenView::of(&record, OffsetDateTime::now_utc()),
-        }),
-    ))
+    let created = TokenCreated {
+        token: secret.into_exposed(),
+        details: TokenView::of(&record, OffsetDateTime::now_utc()),
+    };
+    Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
 #[utoipa::path(get, path = "/api/tokens", tag = "tokens",
@@ -181,7 +176,7 @@ pub async fn create_token(
 pub async fn list_tokens(
     State(state): State<AppState>,
     principal: Principal,
-) -> Result<Json<TokenList>, ApiError> {
+) -> Result<Response, ApiError> {
     principal.require(Scope::Read)?;
     let now = OffsetDateTime::now_utc();
     let tokens = state
@@ -189,9 +184,10 @@ pub async fn list_tokens(
         .tokens()
         .list_for_user(principal.user_id)
         .await?;
-    Ok(Json(TokenList {
+    let list = TokenList {
         tokens: tokens.iter().map(|t| TokenView::of(t, now)).collect(),
-    }))
+    };
+    Ok(Json(list).into_response())
 }
 
 #[utoipa::path(get, path = "/api/tokens/self", tag = "tokens",
@@ -201,7 +197,7 @@ pub async fn list_tokens(
 pub async fn token_self(
     principal: Principal,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-) -> Result<Json<TokenView>, ApiError> {
+) -> Result<Response, ApiError> {
     let Credential::Token(record) = &principal.credential else {
         return Err(ApiError::bad_request(
             "this request was not made with an API token",
@@ -213,7 +209,7 @@ pub async fn token_self(
     let mut view = TokenView::of(record, now);
     view.last_used_at = Some(now);
     view.last_used_ip = Some(peer.ip().to_string());
-    Ok(Json(view))
+    Ok(Json(view).into_response())
 }
 
 /// A token the caller may manage: their own, or any in the workspace for an admin.
@@ -247,13 +243,13 @@ pub async fn revoke_token(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     ApiPath(id): ApiPath<i64>,
-) -> Result<Json<TokenView>, ApiError> {
+) -> Result<Response, ApiError> {
     principal.require_token_management()?;
     manageable(&state, &principal, id).await?;
     let record =
         crate::tokens::revoke(&state.store, id, &actor(&principal, &headers, Some(peer))).await?;
     state.auth.evict(id);
-    Ok(Json(TokenView::of(&record, OffsetDateTime::now_utc())))
+    Ok(Json(TokenView::of(&record, OffsetDateTime::now_utc())).into_response())
 }
 
 #[utoipa::path(post, path = "/api/tokens/{id}/rotate", tag = "tokens",
@@ -269,7 +265,7 @@ pub async fn rotate_token(
     headers: HeaderMap,
     ApiPath(id): ApiPath<i64>,
     body: Bytes,
-) -> Result<Json<TokenCreated>, ApiError> {
+) -> Result<Response, ApiError> {
     principal.require_token_management()?;
     let grace = if body.iter().all(u8::is_ascii_whitespace) {
         Duration::ZERO
@@ -308,8 +304,9 @@ pub async fn rotate_token(
             Some(&format!("grace {}s", grace.whole_seconds())),
         )
         .await?;
-    Ok(Json(TokenCreated {
+    let rotated = TokenCreated {
         token: generated.secret.into_exposed(),
         details: TokenView::of(&record, now),
-    }))
+    };
+    Ok(Json(rotated).into_response())
 }

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# (c) Throughput of an authenticated request (GET /api/tokens/self, token verified on
+# every request) against an unauthenticated one (GET /healthz), on loopback with wrk,
+# measured alternately in the same run. Prints requests/s and the ratio.
+#
+#   bash bench/http.sh [seconds-per-run] [rounds]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-10}
+rounds=${2:-3}
+command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
+cargo build --release -q -p hark
+bin=target/release/hark
+data=$(mktemp -d)
+log=$data/server.log
+trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$data"' EXIT
+echo "bench-password" | $bin --data-dir "$data" admin create-user --username bench --password-stdin 2>/dev/null
+token=$($bin --data-dir "$data" admin create-token --username bench --name wrk --expires never 2>/dev/null)
+# On a machine with two or more cores, pin the server to core 0 and wrk to core 1 so the
+# two do not fight over a core; the comparison gets far less noisy.
+pin_server=(); pin_client=()
+if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+  pin_server=(taskset -c 0); pin_client=(taskset -c 1)
+fi
+# Default logging (an access line per request), as a deployment runs it.
+"${pin_server[@]}" $bin --data-dir "$data" serve --listen 127.0.0.1:0 2>"$log" &
+pid=$!
+for _ in $(seq 100); do
+  grep -q "listening on" "$log" 2>/dev/null && break
+  sleep 0.1
+done
+base=$(grep -o 'listening on http://[0-9.:]*' "$log" | head -1 | sed 's/listening on //')
+[ -n "$base" ] || { echo "server did not start" >&2; cat "$log" >&2; exit 1; }
+curl -sf -H "Authorization: Bearer $token" "$base/api/tokens/self" >/dev/null
+
+run() { "${pin_client[@]}" wrk -t1 -c32 -d"${secs}s" "$@" | awk '/Requests\/sec/ {print $2}'; }
+total_health=0; total_auth=0
+for r in $(seq "$rounds"); do
+  h=$(run "$base/healthz")
+  a=$(run -H "Authorization: Bearer $token" "$base/api/tokens/self")
+  echo "round $r: /healthz ${h} req/s, /api/tokens/self ${a} req/s, ratio $(echo "scale=3; $a / $h" | bc)"
+  total_health=$(echo "$total_health + $h" | bc); total_auth=$(echo "$total_auth + $a" | bc)
+done
+echo "overall ratio (authenticated / unauthenticated): $(echo "scale=3; $total_auth / $total_health" | bc)"
