@@ -14,12 +14,10 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::Json;
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::{Extension, Router};
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -31,36 +29,29 @@ use crate::error::error_response;
 /// The complete application: API routes, OpenAPI document, JSON fallbacks, limits, logs.
 pub fn app(state: AppState) -> Router {
     let (api, openapi) = routes::api();
-    let openapi = Arc::new(openapi);
     let json_limit = state.config.max_json_bytes;
-    api.route(
-        "/api/openapi.json",
-        get(move || {
-            let doc = openapi.clone();
-            async move { Json(doc.as_ref().clone()) }
-        }),
-    )
-    .fallback(|| async { error_response(StatusCode::NOT_FOUND, "not_found", "no such route") })
-    .method_not_allowed_fallback(|| async {
-        error_response(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "this route does not accept that method",
-        )
-    })
-    .layer(DefaultBodyLimit::max(json_limit))
-    .layer(CatchPanicLayer::custom(
-        |_: Box<dyn std::any::Any + Send>| -> Response {
+    api.layer(Extension(Arc::new(openapi)))
+        .fallback(|| async { error_response(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .method_not_allowed_fallback(|| async {
             error_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error",
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not accept that method",
             )
-            .into_response()
-        },
-    ))
-    .layer(axum::middleware::from_fn(access_log::log_request))
-    .with_state(state)
+        })
+        .layer(DefaultBodyLimit::max(json_limit))
+        .layer(CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| -> Response {
+                error_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error",
+                )
+                .into_response()
+            },
+        ))
+        .layer(axum::middleware::from_fn(access_log::log_request))
+        .with_state(state)
 }
 
 /// Binds, starts the background tasks (last-used flushing, revocation polling), serves

@@ -104,6 +104,7 @@ async fn openapi_document_covers_every_route() {
     let expected: BTreeSet<String> = [
         "GET /healthz",
         "GET /readyz",
+        "GET /api/openapi.json",
         "POST /api/auth/login",
         "POST /api/auth/logout",
         "GET /api/tokens",
