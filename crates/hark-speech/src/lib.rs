@@ -1,0 +1,20 @@
+//! hark's speech engine: audio in, timed transcript segments out. Knows nothing of HTTP
+//! or SQL.
+
+pub mod audio;
+pub mod ct2;
+pub mod tokenizer;
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum SpeechError {
+    /// The input cannot be turned into audio: the message is fit to show the uploader.
+    #[error("{0}")]
+    Audio(String),
+    /// The model files are missing or unreadable.
+    #[error("model: {0}")]
+    Model(String),
+    #[error("tensor computation failed: {0}")]
+    Tensor(#[from] candle_core::Error),
+}
