@@ -3,7 +3,13 @@
 
 pub mod audio;
 pub mod ct2;
+mod decode;
+pub mod engine;
+pub mod mel;
 pub mod tokenizer;
+pub mod whisper;
+
+pub use engine::{Engine, Options, Segment, Transcript};
 
 use thiserror::Error;
 

@@ -1,0 +1,352 @@
+//! The embedded engine: a Whisper model loaded once, shared by every worker, turning
+//! 16 kHz samples into timed segments. Long audio is walked in 30-second windows, each
+//! starting where the last confidently timed segment ended.
+
+use std::io::Write;
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use serde::Deserialize;
+
+use crate::SpeechError;
+use crate::ct2::Ct2Model;
+use crate::decode::{Decoder, Suppression, WindowRequest, WindowResult};
+use crate::mel::{HOP, Spectrogram, WINDOW_FRAMES, filterbank};
+use crate::tokenizer::Tokenizer;
+use crate::whisper::Whisper;
+
+/// Seconds per timestamp step.
+const TIME_PRECISION: f64 = 0.02;
+/// Mel frames per timestamp step (the encoder halves the time resolution).
+const FRAMES_PER_STEP: usize = 2;
+
+/// How to decode. The defaults are faster-whisper's.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// 1 for greedy decoding.
+    pub beam_size: usize,
+    /// Tried in order while a window's result looks unreliable.
+    pub temperatures: Vec<f64>,
+    pub language: Option<String>,
+    pub timestamps: bool,
+    pub condition_on_previous_text: bool,
+    pub compression_ratio_threshold: f64,
+    pub logprob_threshold: f64,
+    pub no_speech_threshold: f64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            beam_size: 5,
+            temperatures: vec![0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
+            language: None,
+            timestamps: true,
+            condition_on_previous_text: true,
+            compression_ratio_threshold: 2.4,
+            logprob_threshold: -1.0,
+            no_speech_threshold: 0.6,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Segment {
+    pub start: f64,
+    pub end: f64,
+    pub text: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Transcript {
+    pub segments: Vec<Segment>,
+    pub duration: f64,
+    pub language: String,
+}
+
+impl Transcript {
+    pub fn text(&self) -> String {
+        self.segments
+            .iter()
+            .map(|s| s.text.trim())
+            .filter(|t| !t.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// The CTranslate2 `config.json` fields decoding needs.
+#[derive(Deserialize, Default)]
+struct Ct2Config {
+    #[serde(default)]
+    suppress_ids: Vec<u32>,
+    #[serde(default)]
+    suppress_ids_begin: Vec<u32>,
+}
+
+pub struct Engine {
+    model: Whisper,
+    tokenizer: Tokenizer,
+    filters: Vec<f32>,
+    suppression: Suppression,
+    english_only: bool,
+}
+
+impl Engine {
+    /// Loads a CTranslate2 Whisper folder (`model.bin`, `config.json`, `tokenizer.json`).
+    pub fn load(dir: &Path) -> Result<Self, SpeechError> {
+        let model_bin = dir.join("model.bin");
+        if !model_bin.is_file() {
+            return Err(SpeechError::Model(format!(
+                "no model.bin in {} (run scripts/fetch-model.sh to get the bundled model)",
+                dir.display()
+            )));
+        }
+        let device = Device::Cpu;
+        let ct2 = Ct2Model::open(&model_bin)?;
+        let model = Whisper::from_ct2(&ct2, &device)?;
+        drop(ct2);
+        let tokenizer = Tokenizer::open(&dir.join("tokenizer.json"))?;
+        let config: Ct2Config = match std::fs::read_to_string(dir.join("config.json")) {
+            Ok(text) => serde_json::from_str(&text)
+                .map_err(|e| SpeechError::Model(format!("config.json: {e}")))?,
+            Err(_) => Ct2Config::default(),
+        };
+        let special = tokenizer.tokens;
+        let mut always = config.suppress_ids;
+        always.extend(
+            [special.transcribe, special.translate, special.start_of_prev, special.start_of_lm, special.no_speech]
+                .into_iter()
+                .flatten(),
+        );
+        always.push(special.sot);
+        let mut at_begin = config.suppress_ids_begin;
+        at_begin.push(special.eot);
+        let english_only = model.dims.vocab < 51865;
+        Ok(Engine {
+            filters: filterbank(model.dims.n_mels),
+            model,
+            tokenizer,
+            suppression: Suppression { always, at_begin },
+            english_only,
+        })
+    }
+
+    pub fn english_only(&self) -> bool {
+        self.english_only
+    }
+
+    /// Transcribes 16 kHz mono samples; `progress` hears the fraction done after each window.
+    pub fn transcribe(
+        &self,
+        samples: &[f32],
+        options: &Options,
+        progress: &mut dyn FnMut(f64),
+    ) -> Result<Transcript, SpeechError> {
+        let language = self.language(options)?;
+        let special = self.tokenizer.tokens;
+        let mut sot_sequence = vec![special.sot];
+        if !self.english_only {
+            if let Some(id) = self.tokenizer.language(&language) {
+                sot_sequence.push(id);
+            }
+            sot_sequence.extend(special.transcribe);
+        }
+        if !options.timestamps {
+            sot_sequence.push(special.no_timestamps);
+        }
+        let spectrogram = Spectrogram::compute(samples, &self.filters, self.model.dims.n_mels);
+        let content = spectrogram.content_frames;
+        let decoder = Decoder {
+            model: &self.model,
+            special,
+            suppression: &self.suppression,
+        };
+        let max_tokens = self.model.dims.text_ctx / 2;
+        let mut segments = Vec::new();
+        let mut history: Vec<u32> = Vec::new();
+        let mut seek = 0usize;
+        while seek < content {
+            let window_frames = (content - seek).min(WINDOW_FRAMES);
+            let offset = (seek * HOP) as f64 / 16_000.0;
+            let window_seconds = (window_frames * HOP) as f64 / 16_000.0;
+            let mel = Tensor::from_vec(
+                spectrogram.window(seek),
+                (1, self.model.dims.n_mels, WINDOW_FRAMES),
+                self.model.device(),
+            )?;
+            let audio = self.model.encode(&mel)?;
+
+            let mut chosen: Option<(WindowResult, f64)> = None;
+            for (attempt, &temperature) in options.temperatures.iter().enumerate() {
+                let mut prompt = Vec::new();
+                if options.condition_on_previous_text && !history.is_empty() {
+                    if let Some(prev) = special.start_of_prev {
+                        prompt.push(prev);
+                        let keep = history.len().min(max_tokens - 1);
+                        prompt.extend_from_slice(&history[history.len() - keep..]);
+                    }
+                }
+                let sot_index = prompt.len();
+                prompt.extend_from_slice(&sot_sequence);
+                let request = WindowRequest {
+                    prompt: &prompt,
+                    sot_index,
+                    temperature,
+                    beam_size: options.beam_size.max(1),
+                    timestamps: options.timestamps,
+                    max_tokens,
+                    seed: (seek as u64) << 8 | attempt as u64,
+                };
+                let result = decoder.decode(&audio, &request)?;
+                let text = self.tokenizer.decode(&result.tokens);
+                let too_repetitive = compression_ratio(&text) > options.compression_ratio_threshold;
+                let unsure = result.avg_logprob < options.logprob_threshold;
+                let silent = result.no_speech_prob > options.no_speech_threshold && unsure;
+                let last = attempt + 1 == options.temperatures.len();
+                let done = silent || !(too_repetitive || unsure) || last;
+                if done {
+                    chosen = Some((result, temperature));
+                    break;
+                }
+            }
+            let Some((result, temperature)) = chosen else { break };
+            if result.no_speech_prob > options.no_speech_threshold
+                && result.avg_logprob < options.logprob_threshold
+            {
+                seek += window_frames;
+                progress((seek.min(content)) as f64 / content as f64);
+                continue;
+            }
+            let (mut window_segments, advance) =
+                self.split_segments(&result.tokens, offset, window_seconds, window_frames);
+            segments.append(&mut window_segments);
+            if temperature > 0.5 {
+                history.clear();
+            } else {
+                history.extend(result.tokens.iter().copied());
+            }
+            seek += advance.max(1);
+            progress((seek.min(content)) as f64 / content as f64);
+        }
+        segments.retain(|s| !s.text.trim().is_empty());
+        Ok(Transcript {
+            segments,
+            duration: samples.len() as f64 / 16_000.0,
+            language,
+        })
+    }
+
+    fn language(&self, options: &Options) -> Result<String, SpeechError> {
+        let requested = options.language.as_deref().map(|l| l.trim().to_ascii_lowercase());
+        match requested.as_deref() {
+            None | Some("") => Ok("en".into()),
+            Some(code) if self.english_only => {
+                if code == "en" || code.starts_with("en-") {
+                    Ok("en".into())
+                } else {
+                    Err(SpeechError::Audio(format!(
+                        "this model transcribes English only; language {code:?} is not available"
+                    )))
+                }
+            }
+            Some(code) => {
+                let base = code.split('-').next().unwrap_or(code);
+                self.tokenizer
+                    .language(base)
+                    .map(|_| base.to_owned())
+                    .ok_or_else(|| SpeechError::Audio(format!("unknown language {code:?}")))
+            }
+        }
+    }
+
+    /// Cuts a window's tokens into segments at consecutive timestamps; returns them and how
+    /// many mel frames to advance.
+    fn split_segments(
+        &self,
+        tokens: &[u32],
+        offset: f64,
+        window_seconds: f64,
+        window_frames: usize,
+    ) -> (Vec<Segment>, usize) {
+        let ts_begin = self.tokenizer.tokens.timestamp_begin;
+        let is_ts = |t: &u32| *t >= ts_begin;
+        let time = |t: u32| offset + f64::from(t - ts_begin) * TIME_PRECISION;
+        let single_ending = tokens.len() >= 2 && !is_ts(&tokens[tokens.len() - 2]) && is_ts(&tokens[tokens.len() - 1]);
+        let mut cuts: Vec<usize> = (1..tokens.len())
+            .filter(|&i| is_ts(&tokens[i - 1]) && is_ts(&tokens[i]))
+            .collect();
+        let mut segments = Vec::new();
+        if !cuts.is_empty() {
+            if single_ending {
+                cuts.push(tokens.len());
+            }
+            let mut last = 0;
+            for &cut in &cuts {
+                let piece = &tokens[last..cut];
+                if let (Some(&first), Some(&end)) = (piece.first(), piece.last()) {
+                    if is_ts(&first) && is_ts(&end) {
+                        segments.push(Segment {
+                            start: time(first),
+                            end: time(end),
+                            text: self.tokenizer.decode(piece),
+                        });
+                    }
+                }
+                last = cut;
+            }
+            let advance = if single_ending {
+                window_frames
+            } else {
+                let last_ts = tokens[last - 1];
+                (last_ts - ts_begin) as usize * FRAMES_PER_STEP
+            };
+            (segments, advance)
+        } else {
+            let mut duration = window_seconds;
+            if let Some(&last) = tokens.iter().rev().find(|t| is_ts(t)) {
+                if last != ts_begin {
+                    duration = f64::from(last - ts_begin) * TIME_PRECISION;
+                }
+            }
+            let text = self.tokenizer.decode(tokens);
+            if !text.trim().is_empty() {
+                segments.push(Segment {
+                    start: offset,
+                    end: offset + duration,
+                    text,
+                });
+            }
+            (segments, window_frames)
+        }
+    }
+}
+
+/// How well the text compresses: Whisper's sign of a decoder stuck repeating itself.
+pub fn compression_ratio(text: &str) -> f64 {
+    if text.is_empty() {
+        return 0.0;
+    }
+    let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    if encoder.write_all(text.as_bytes()).is_err() {
+        return 0.0;
+    }
+    match encoder.finish() {
+        Ok(compressed) if !compressed.is_empty() => text.len() as f64 / compressed.len() as f64,
+        _ => 0.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repetition_compresses_well() {
+        let normal = "The marketing team finished the new landing page yesterday.";
+        let stuck = "thank you ".repeat(40);
+        assert!(compression_ratio(normal) < 2.4);
+        assert!(compression_ratio(&stuck) > 2.4);
+        assert_eq!(compression_ratio(""), 0.0);
+    }
+}
