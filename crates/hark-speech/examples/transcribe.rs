@@ -12,5 +12,9 @@ fn main() {
     for s in &t.segments {
         println!("[{:6.2} → {:6.2}] {}", s.start, s.end, s.text);
     }
-    eprintln!("{:.2}s for {:.1}s of audio", started.elapsed().as_secs_f64(), t.duration);
+    eprintln!(
+        "{:.2}s for {:.1}s of audio",
+        started.elapsed().as_secs_f64(),
+        t.duration
+    );
 }

@@ -51,7 +51,11 @@ struct Hypothesis {
 }
 
 impl Decoder<'_> {
-    pub fn decode(&self, audio: &Tensor, req: &WindowRequest<'_>) -> Result<WindowResult, SpeechError> {
+    pub fn decode(
+        &self,
+        audio: &Tensor,
+        req: &WindowRequest<'_>,
+    ) -> Result<WindowResult, SpeechError> {
         if req.beam_size > 1 && req.temperature == 0.0 {
             self.beam_search(audio, req)
         } else {
@@ -81,7 +85,10 @@ impl Decoder<'_> {
         let first = if tail.is_empty() {
             at_sot_row
         } else {
-            self.model.decode_last(&rows(tail)?, &mut state)?.get(0)?.to_vec1()?
+            self.model
+                .decode_last(&rows(tail)?, &mut state)?
+                .get(0)?
+                .to_vec1()?
         };
         Ok((state, first, no_speech_prob))
     }
@@ -109,19 +116,34 @@ impl Decoder<'_> {
                 break;
             }
             let input = Tensor::new(&[[next]], self.model.device())?;
-            logits = self.model.decode_last(&input, &mut state)?.get(0)?.to_vec1()?;
+            logits = self
+                .model
+                .decode_last(&input, &mut state)?
+                .get(0)?
+                .to_vec1()?;
         }
         let avg_logprob = sum_logprob / (tokens.len() + 1) as f64;
-        Ok(WindowResult { tokens, avg_logprob, no_speech_prob })
+        Ok(WindowResult {
+            tokens,
+            avg_logprob,
+            no_speech_prob,
+        })
     }
 
     /// OpenAI's beam search: keep `beam_size` live hypotheses, each step expanding each by
     /// its `beam_size + 1` best tokens; stop when `beam_size` have finished; pick the best
     /// by length-normalised log probability.
-    fn beam_search(&self, audio: &Tensor, req: &WindowRequest<'_>) -> Result<WindowResult, SpeechError> {
+    fn beam_search(
+        &self,
+        audio: &Tensor,
+        req: &WindowRequest<'_>,
+    ) -> Result<WindowResult, SpeechError> {
         let beams = req.beam_size;
         let (mut state, first, no_speech_prob) = self.prime(audio, req, beams)?;
-        let mut live = vec![Hypothesis { tokens: Vec::new(), sum_logprob: 0.0 }];
+        let mut live = vec![Hypothesis {
+            tokens: Vec::new(),
+            sum_logprob: 0.0,
+        }];
         let mut finished: Vec<Hypothesis> = Vec::new();
         let mut rows_logits = vec![first];
         loop {
@@ -143,11 +165,17 @@ impl Decoder<'_> {
                 let mut tokens = live[row].tokens.clone();
                 if token == self.special.eot || tokens.len() >= req.max_tokens {
                     if finished.len() < beams {
-                        finished.push(Hypothesis { tokens, sum_logprob: score });
+                        finished.push(Hypothesis {
+                            tokens,
+                            sum_logprob: score,
+                        });
                     }
                 } else if next_live.len() < beams {
                     tokens.push(token);
-                    next_live.push(Hypothesis { tokens, sum_logprob: score });
+                    next_live.push(Hypothesis {
+                        tokens,
+                        sum_logprob: score,
+                    });
                     parents.push(row as u32);
                     inputs.push(token);
                 }
@@ -155,7 +183,10 @@ impl Decoder<'_> {
                     break;
                 }
             }
-            if finished.len() >= beams || next_live.is_empty() || state.len >= self.model.dims.text_ctx {
+            if finished.len() >= beams
+                || next_live.is_empty()
+                || state.len >= self.model.dims.text_ctx
+            {
                 finished.extend(next_live);
                 break;
             }
@@ -179,7 +210,10 @@ impl Decoder<'_> {
                 let sb = b.sum_logprob / (b.tokens.len() + 1) as f64;
                 sa.total_cmp(&sb)
             })
-            .unwrap_or(Hypothesis { tokens: Vec::new(), sum_logprob: 0.0 });
+            .unwrap_or(Hypothesis {
+                tokens: Vec::new(),
+                sum_logprob: 0.0,
+            });
         let avg_logprob = best.sum_logprob / (best.tokens.len() + 1) as f64;
         Ok(WindowResult {
             tokens: best.tokens,
@@ -223,7 +257,11 @@ impl Decoder<'_> {
         }
         // Timestamps never go backwards (and a closing one may repeat the opening one).
         if let Some(&latest) = generated.iter().rev().find(|t| is_ts(**t)) {
-            let floor = if last_ts && !penultimate_ts { latest } else { latest + 1 };
+            let floor = if last_ts && !penultimate_ts {
+                latest
+            } else {
+                latest + 1
+            };
             logits[ts..(floor as usize).clamp(ts, len)].fill(f32::NEG_INFINITY);
         }
         if generated.is_empty() {
@@ -236,7 +274,10 @@ impl Decoder<'_> {
         // If a timestamp is more likely than any single text token, insist on a timestamp.
         let logprobs = log_softmax(logits);
         let ts_mass = log_sum_exp(&logprobs[ts..]);
-        let best_text = logprobs[..ts].iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let best_text = logprobs[..ts]
+            .iter()
+            .copied()
+            .fold(f32::NEG_INFINITY, f32::max);
         if ts_mass > best_text {
             logits[..ts].fill(f32::NEG_INFINITY);
         }
@@ -252,7 +293,9 @@ fn argmax(values: &[f32]) -> usize {
 }
 
 fn top_k(values: &[f32], k: usize) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..values.len()).filter(|i| values[*i].is_finite()).collect();
+    let mut idx: Vec<usize> = (0..values.len())
+        .filter(|i| values[*i].is_finite())
+        .collect();
     let k = k.min(idx.len());
     if k == 0 {
         return idx;
@@ -276,7 +319,13 @@ pub(crate) fn log_softmax(logits: &[f32]) -> Vec<f32> {
 }
 
 fn softmax_at(logits: &[f32], index: usize) -> f64 {
-    f64::from(log_softmax(logits).get(index).copied().unwrap_or(f32::NEG_INFINITY).exp())
+    f64::from(
+        log_softmax(logits)
+            .get(index)
+            .copied()
+            .unwrap_or(f32::NEG_INFINITY)
+            .exp(),
+    )
 }
 
 fn sample_index(logits: &[f32], temperature: f64, rng: &mut StdRng) -> usize {

@@ -115,9 +115,15 @@ impl Engine {
         let special = tokenizer.tokens;
         let mut always = config.suppress_ids;
         always.extend(
-            [special.transcribe, special.translate, special.start_of_prev, special.start_of_lm, special.no_speech]
-                .into_iter()
-                .flatten(),
+            [
+                special.transcribe,
+                special.translate,
+                special.start_of_prev,
+                special.start_of_lm,
+                special.no_speech,
+            ]
+            .into_iter()
+            .flatten(),
         );
         always.push(special.sot);
         let mut at_begin = config.suppress_ids_begin;
@@ -210,7 +216,9 @@ impl Engine {
                     break;
                 }
             }
-            let Some((result, temperature)) = chosen else { break };
+            let Some((result, temperature)) = chosen else {
+                break;
+            };
             if result.no_speech_prob > options.no_speech_threshold
                 && result.avg_logprob < options.logprob_threshold
             {
@@ -238,7 +246,10 @@ impl Engine {
     }
 
     fn language(&self, options: &Options) -> Result<String, SpeechError> {
-        let requested = options.language.as_deref().map(|l| l.trim().to_ascii_lowercase());
+        let requested = options
+            .language
+            .as_deref()
+            .map(|l| l.trim().to_ascii_lowercase());
         match requested.as_deref() {
             None | Some("") => Ok("en".into()),
             Some(code) if self.english_only => {
@@ -272,7 +283,9 @@ impl Engine {
         let ts_begin = self.tokenizer.tokens.timestamp_begin;
         let is_ts = |t: &u32| *t >= ts_begin;
         let time = |t: u32| offset + f64::from(t - ts_begin) * TIME_PRECISION;
-        let single_ending = tokens.len() >= 2 && !is_ts(&tokens[tokens.len() - 2]) && is_ts(&tokens[tokens.len() - 1]);
+        let single_ending = tokens.len() >= 2
+            && !is_ts(&tokens[tokens.len() - 2])
+            && is_ts(&tokens[tokens.len() - 1]);
         let mut cuts: Vec<usize> = (1..tokens.len())
             .filter(|&i| is_ts(&tokens[i - 1]) && is_ts(&tokens[i]))
             .collect();

@@ -6,6 +6,7 @@ pub mod ct2;
 mod decode;
 pub mod engine;
 pub mod mel;
+pub mod summary;
 pub mod tokenizer;
 pub mod whisper;
 

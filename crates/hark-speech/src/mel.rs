@@ -14,7 +14,9 @@ pub const WINDOW_FRAMES: usize = 3000;
 pub fn filterbank(n_mels: usize) -> Vec<f32> {
     let sample_rate = 16_000.0f64;
     let bins = N_FFT / 2 + 1;
-    let fft_freqs: Vec<f64> = (0..bins).map(|i| i as f64 * sample_rate / N_FFT as f64).collect();
+    let fft_freqs: Vec<f64> = (0..bins)
+        .map(|i| i as f64 * sample_rate / N_FFT as f64)
+        .collect();
     let mel_max = hz_to_mel(sample_rate / 2.0);
     let points: Vec<f64> = (0..n_mels + 2)
         .map(|i| mel_to_hz(mel_max * i as f64 / (n_mels + 1) as f64))

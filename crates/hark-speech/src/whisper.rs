@@ -78,7 +78,11 @@ pub struct DecoderState {
 impl DecoderState {
     /// Keeps only the given sequences, in the given order (beam search re-ranking).
     pub fn select(&mut self, rows: &[u32]) -> Result<()> {
-        let device = self.cross.first().map(|(k, _)| k.device().clone()).unwrap_or(Device::Cpu);
+        let device = self
+            .cross
+            .first()
+            .map(|(k, _)| k.device().clone())
+            .unwrap_or(Device::Cpu);
         let index = Tensor::new(rows, &device)?;
         for (k, v) in &mut self.cross {
             if k.dim(0)? != rows.len() || rows.iter().enumerate().any(|(i, r)| *r as usize != i) {
@@ -128,7 +132,11 @@ fn conv(model: &Ct2Model, prefix: &str, stride: usize, device: &Device) -> Resul
 
 fn count_layers(model: &Ct2Model, side: &str) -> usize {
     (0..)
-        .take_while(|i| model.variable(&format!("{side}/layer_{i}/ffn/linear_0/weight")).is_some())
+        .take_while(|i| {
+            model
+                .variable(&format!("{side}/layer_{i}/ffn/linear_0/weight"))
+                .is_some()
+        })
         .count()
 }
 
@@ -167,8 +175,13 @@ impl Whisper {
             audio_ctx: enc_pos[0],
             text_ctx: dec_pos[0],
         };
-        if dims.d_model % dims.encoder_heads != 0 || dims.encoder_layers == 0 || dims.decoder_layers == 0 {
-            return Err(SpeechError::Model(format!("inconsistent model dimensions {dims:?}")));
+        if dims.d_model % dims.encoder_heads != 0
+            || dims.encoder_layers == 0
+            || dims.decoder_layers == 0
+        {
+            return Err(SpeechError::Model(format!(
+                "inconsistent model dimensions {dims:?}"
+            )));
         }
         let encoder_layers = (0..dims.encoder_layers)
             .map(|i| {
@@ -241,7 +254,9 @@ impl Whisper {
             let h = layer.attn_ln.forward(&x)?;
             x = (x + layer.attn.self_attend(&h)?)?;
             let h = layer.ffn_ln.forward(&x)?;
-            let h = layer.ffn_out.forward(&layer.ffn_in.forward(&h)?.gelu_erf()?)?;
+            let h = layer
+                .ffn_out
+                .forward(&layer.ffn_in.forward(&h)?.gelu_erf()?)?;
             x = (x + h)?;
         }
         Ok(self.encoder_ln.forward(&x)?)
@@ -249,7 +264,11 @@ impl Whisper {
 
     /// Prepares decoding against `audio` ([1, frames, d]) for `batch` sequences.
     pub fn start(&self, audio: &Tensor, batch: usize) -> Result<DecoderState> {
-        let audio = if batch > 1 { audio.repeat((batch, 1, 1))? } else { audio.clone() };
+        let audio = if batch > 1 {
+            audio.repeat((batch, 1, 1))?
+        } else {
+            audio.clone()
+        };
         let cross = self
             .decoder_layers
             .iter()
@@ -270,19 +289,33 @@ impl Whisper {
             return Err(SpeechError::Model("decoder context is full".into()));
         }
         let positions = self.decoder_positions.narrow(0, state.len, n)?;
-        let mut x = self.embeddings.embedding_lookup(tokens)?.broadcast_add(&positions)?;
-        let mask = if n > 1 { Some(causal_mask(n, state.len, &self.device)?) } else { None };
+        let mut x = self
+            .embeddings
+            .embedding_lookup(tokens)?
+            .broadcast_add(&positions)?;
+        let mask = if n > 1 {
+            Some(causal_mask(n, state.len, &self.device)?)
+        } else {
+            None
+        };
         for (i, layer) in self.decoder_layers.iter().enumerate() {
             let h = layer.self_ln.forward(&x)?;
-            x = (x + layer.self_attn.cached_attend(&h, mask.as_ref(), &mut state.cache[i])?)?;
+            x = (x + layer
+                .self_attn
+                .cached_attend(&h, mask.as_ref(), &mut state.cache[i])?)?;
             let h = layer.cross_ln.forward(&x)?;
             let (k, v) = &state.cross[i];
             x = (x + layer.cross_attn.cross_attend(&h, k, v)?)?;
             let h = layer.ffn_ln.forward(&x)?;
-            x = (x + layer.ffn_out.forward(&layer.ffn_in.forward(&h)?.gelu_erf()?)?)?;
+            x = (x + layer
+                .ffn_out
+                .forward(&layer.ffn_in.forward(&h)?.gelu_erf()?)?)?;
         }
         state.len += n;
-        let last = self.decoder_ln.forward(&x.i((.., n - 1..n, ..))?)?.squeeze(1)?;
+        let last = self
+            .decoder_ln
+            .forward(&x.i((.., n - 1..n, ..))?)?
+            .squeeze(1)?;
         Ok(last.matmul(&self.embeddings.t()?)?)
     }
 }
@@ -302,7 +335,15 @@ impl EmbeddingLookup for Tensor {
 fn causal_mask(n: usize, offset: usize, device: &Device) -> Result<Tensor> {
     let total = offset + n;
     let values: Vec<f32> = (0..n)
-        .flat_map(|i| (0..total).map(move |j| if j > offset + i { f32::NEG_INFINITY } else { 0.0 }))
+        .flat_map(|i| {
+            (0..total).map(move |j| {
+                if j > offset + i {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
+            })
+        })
         .collect();
     Ok(Tensor::from_vec(values, (n, total), device)?)
 }
@@ -310,7 +351,9 @@ fn causal_mask(n: usize, offset: usize, device: &Device) -> Result<Tensor> {
 impl Attention {
     fn split_heads(&self, x: &Tensor) -> Result<Tensor> {
         let (b, t, d) = x.dims3()?;
-        Ok(x.reshape((b, t, self.heads, d / self.heads))?.transpose(1, 2)?.contiguous()?)
+        Ok(x.reshape((b, t, self.heads, d / self.heads))?
+            .transpose(1, 2)?
+            .contiguous()?)
     }
 
     fn merge_heads(x: &Tensor) -> Result<Tensor> {
@@ -345,7 +388,12 @@ impl Attention {
         self.attend(&q, &k, &v, None)
     }
 
-    fn cached_attend(&self, x: &Tensor, mask: Option<&Tensor>, cache: &mut Option<(Tensor, Tensor)>) -> Result<Tensor> {
+    fn cached_attend(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        cache: &mut Option<(Tensor, Tensor)>,
+    ) -> Result<Tensor> {
         let (q, k, v) = self.qkv(x)?;
         let (k, v) = match cache.take() {
             Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),

@@ -15,6 +15,7 @@ macro_rules! sql {
 pub mod audit;
 pub mod blobs;
 mod error;
+pub mod jobs;
 pub mod recordings;
 pub mod sessions;
 pub mod tags;
@@ -86,6 +87,10 @@ impl Store {
 
     pub fn tokens(&self) -> tokens::Tokens<'_> {
         tokens::Tokens { db: &self.db }
+    }
+
+    pub fn jobs(&self) -> jobs::Jobs<'_> {
+        jobs::Jobs { db: &self.db }
     }
 
     pub fn recordings(&self) -> recordings::Recordings<'_> {

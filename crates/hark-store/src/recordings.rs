@@ -95,25 +95,10 @@ pub struct Recordings<'a> {
 impl Recordings<'_> {
     /// Stores a new recording in `PENDING`; the audio is already durable under `blob_key`.
     pub async fn create(&self, new: &NewRecording) -> Result<Recording> {
-        let now = now_millis();
-        let row: RecordingRow = sqlx::query_as(sql!(
-            "INSERT INTO recordings (user_id, project_id, title, status, original_filename, mime_type,
-                 size_bytes, blob_key, language, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING {COLUMNS}"
-        ))
-        .bind(new.user_id)
-        .bind(new.project_id)
-        .bind(&new.title)
-        .bind(RecordingStatus::Pending.as_str())
-        .bind(&new.original_filename)
-        .bind(&new.mime_type)
-        .bind(new.size_bytes)
-        .bind(&new.blob_key)
-        .bind(new.language.as_deref())
-        .bind(now)
-        .fetch_one(self.db)
-        .await?;
-        row.into_recording(Vec::new())
+        let mut tx = self.db.begin().await?;
+        let recording = insert(&mut tx, new).await?;
+        tx.commit().await?;
+        Ok(recording)
     }
 
     /// One page of a user's recordings, newest first, and the total count.
@@ -202,4 +187,29 @@ impl Recordings<'_> {
         }
         Ok(by_recording)
     }
+}
+
+pub(crate) async fn insert(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    new: &NewRecording,
+) -> Result<Recording> {
+    let now = now_millis();
+    let row: RecordingRow = sqlx::query_as(sql!(
+        "INSERT INTO recordings (user_id, project_id, title, status, original_filename, mime_type,
+             size_bytes, blob_key, language, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING {COLUMNS}"
+    ))
+    .bind(new.user_id)
+    .bind(new.project_id)
+    .bind(&new.title)
+    .bind(RecordingStatus::Pending.as_str())
+    .bind(&new.original_filename)
+    .bind(&new.mime_type)
+    .bind(new.size_bytes)
+    .bind(&new.blob_key)
+    .bind(new.language.as_deref())
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await?;
+    row.into_recording(Vec::new())
 }

@@ -1,0 +1,117 @@
+//! The embedded summarizer: extractive, no model needed. Sentences are scored by how many
+//! of the transcript's frequent content words they hold; the best few are kept in their
+//! original order.
+
+use std::collections::HashMap;
+
+const STOP_WORDS: &[&str] = &[
+    "a", "about", "after", "all", "also", "an", "and", "any", "are", "as", "at", "be", "been",
+    "before", "but", "by", "can", "could", "did", "do", "does", "for", "from", "had", "has",
+    "have", "he", "her", "here", "his", "how", "i", "if", "in", "into", "is", "it", "its", "just",
+    "let's", "me", "more", "my", "no", "not", "now", "of", "on", "one", "or", "our", "out", "over",
+    "please", "she", "so", "some", "than", "that", "the", "their", "them", "then", "there",
+    "these", "they", "this", "to", "up", "us", "very", "was", "we", "well", "were", "what", "when",
+    "which", "who", "will", "with", "would", "yes", "you", "your",
+];
+
+/// At most `max_sentences` sentences of `text`, the most representative first-chosen and
+/// then put back in reading order. Short texts come back whole.
+pub fn summarize(text: &str, max_sentences: usize) -> String {
+    let sentences = split_sentences(text);
+    if sentences.len() <= max_sentences {
+        return sentences.join(" ");
+    }
+    let mut frequency: HashMap<String, f64> = HashMap::new();
+    for sentence in &sentences {
+        for word in content_words(sentence) {
+            *frequency.entry(word).or_default() += 1.0;
+        }
+    }
+    let top = frequency.values().copied().fold(1.0, f64::max);
+    let mut scored: Vec<(usize, f64)> = sentences
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let words = content_words(s);
+            let score = words.iter().map(|w| frequency[w] / top).sum::<f64>()
+                / (words.len() as f64).sqrt().max(1.0);
+            (i, score)
+        })
+        .collect();
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut chosen: Vec<usize> = scored
+        .into_iter()
+        .take(max_sentences)
+        .map(|(i, _)| i)
+        .collect();
+    chosen.sort_unstable();
+    chosen
+        .into_iter()
+        .map(|i| sentences[i])
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn split_sentences(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (i, c) in text.char_indices() {
+        if matches!(c, '.' | '!' | '?') {
+            let end = i + c.len_utf8();
+            let next_is_space = text[end..].chars().next().is_none_or(char::is_whitespace);
+            if next_is_space {
+                let s = text[start..end].trim();
+                if !s.is_empty() {
+                    out.push(s);
+                }
+                start = end;
+            }
+        }
+    }
+    let rest = text[start..].trim();
+    if !rest.is_empty() {
+        out.push(rest);
+    }
+    out
+}
+
+fn content_words(sentence: &str) -> Vec<String> {
+    sentence
+        .split(|c: char| !(c.is_alphanumeric() || c == '\''))
+        .map(str::to_lowercase)
+        .filter(|w| w.chars().count() > 2 && !STOP_WORDS.contains(&w.as_str()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_the_central_sentences_in_order() {
+        let text = "The release of version two is next Thursday. Lunch was nice. \
+                    The release notes for version two need review. Sarah likes cats. \
+                    Version two ships after the release review.";
+        let summary = summarize(text, 2);
+        assert_eq!(split_sentences(&summary).len(), 2);
+        assert!(summary.contains("version two"), "{summary}");
+        assert!(
+            !summary.contains("cats") && !summary.contains("Lunch"),
+            "{summary}"
+        );
+    }
+
+    #[test]
+    fn short_and_empty_texts_come_back_whole() {
+        assert_eq!(summarize("Just one sentence.", 3), "Just one sentence.");
+        assert_eq!(summarize("", 3), "");
+        assert_eq!(
+            summarize("no punctuation at all", 3),
+            "no punctuation at all"
+        );
+        assert_eq!(
+            split_sentences("It costs 3.5 dollars. Fine."),
+            vec!["It costs 3.5 dollars.", "Fine."]
+        );
+    }
+}

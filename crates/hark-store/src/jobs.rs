@@ -1,0 +1,481 @@
+//! The transcription queue: a table of jobs claimed under a lease.
+//!
+//! Claiming is one atomic statement, so any number of workers in any number of processes
+//! can share the queue. A worker renews its lease with heartbeats; if it dies, the lease
+//! lapses and another worker takes the job again. Attempts are bounded; a job that keeps
+//! failing ends `failed` with its recording `FAILED`. Running a job twice is harmless: the
+//! result simply overwrites the recording's transcript.
+
+use std::str::FromStr;
+
+use hark_core::recordings::{RecordingStatus, Segment};
+use time::{Duration, OffsetDateTime};
+
+use crate::recordings::{NewRecording, Recording};
+use crate::{Db, Result, StoreError, from_millis, now_millis};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Done,
+    Failed,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Done => "done",
+            JobStatus::Failed => "failed",
+        }
+    }
+}
+
+impl FromStr for JobStatus {
+    type Err = StoreError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "queued" => JobStatus::Queued,
+            "running" => JobStatus::Running,
+            "done" => JobStatus::Done,
+            "failed" => JobStatus::Failed,
+            other => return Err(StoreError::corrupt(format!("job status {other:?}"))),
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: i64,
+    pub recording_id: i64,
+    pub status: JobStatus,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    pub progress: f64,
+    /// Decoding options as JSON, as the client asked for them.
+    pub options: String,
+    pub error: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+#[derive(sqlx::FromRow)]
+struct JobRow {
+    id: i64,
+    recording_id: i64,
+    status: String,
+    attempts: i64,
+    max_attempts: i64,
+    progress: f64,
+    options: String,
+    error: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<JobRow> for Job {
+    type Error = StoreError;
+
+    fn try_from(r: JobRow) -> Result<Self> {
+        Ok(Job {
+            id: r.id,
+            recording_id: r.recording_id,
+            status: r.status.parse()?,
+            attempts: r.attempts,
+            max_attempts: r.max_attempts,
+            progress: r.progress,
+            options: r.options,
+            error: r.error,
+            created_at: from_millis(r.created_at),
+            updated_at: from_millis(r.updated_at),
+        })
+    }
+}
+
+const COLUMNS: &str = "id, recording_id, status, attempts, max_attempts, progress, options, error, created_at, updated_at";
+
+/// What a finished transcription writes onto its recording.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub segments: Vec<Segment>,
+    pub summary: String,
+    pub duration_seconds: f64,
+    pub language: String,
+}
+
+pub struct Jobs<'a> {
+    pub(crate) db: &'a Db,
+}
+
+impl Jobs<'_> {
+    /// Stores a recording and queues its transcription in one transaction, so an
+    /// acknowledged upload is never left without a job.
+    pub async fn submit(
+        &self,
+        new: &NewRecording,
+        options: &str,
+        max_attempts: i64,
+    ) -> Result<(Recording, Job)> {
+        let mut tx = self.db.begin().await?;
+        let recording = crate::recordings::insert(&mut tx, new).await?;
+        let row: JobRow = sqlx::query_as(sql!(
+            "INSERT INTO jobs (recording_id, status, max_attempts, options, created_at, updated_at)
+             VALUES ($1, 'queued', $2, $3, $4, $4) RETURNING {COLUMNS}"
+        ))
+        .bind(recording.id)
+        .bind(max_attempts)
+        .bind(options)
+        .bind(now_millis())
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok((recording, row.try_into()?))
+    }
+
+    pub async fn get(&self, id: i64) -> Result<Job> {
+        let row: Option<JobRow> = sqlx::query_as(sql!("SELECT {COLUMNS} FROM jobs WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(self.db)
+            .await?;
+        row.ok_or(StoreError::NotFound)?.try_into()
+    }
+
+    /// The newest job of a recording.
+    pub async fn latest_for_recording(&self, recording_id: i64) -> Result<Option<Job>> {
+        let row: Option<JobRow> = sqlx::query_as(sql!(
+            "SELECT {COLUMNS} FROM jobs WHERE recording_id = $1 ORDER BY id DESC LIMIT 1"
+        ))
+        .bind(recording_id)
+        .fetch_optional(self.db)
+        .await?;
+        row.map(TryInto::try_into).transpose()
+    }
+
+    /// Takes the oldest claimable job (queued, or running under a lapsed lease) and marks
+    /// its recording `PROCESSING`.
+    pub async fn claim(&self, worker: &str, lease: Duration) -> Result<Option<Job>> {
+        let now = now_millis();
+        let mut tx = self.db.begin().await?;
+        let row: Option<JobRow> = sqlx::query_as(sql!(
+            "UPDATE jobs SET status = 'running', leased_by = $1, lease_expires_at = $2,
+                 attempts = attempts + 1, updated_at = $3
+             WHERE id = (SELECT id FROM jobs
+                         WHERE (status = 'queued' OR (status = 'running' AND lease_expires_at < $3))
+                           AND attempts < max_attempts
+                         ORDER BY id LIMIT 1)
+             RETURNING {COLUMNS}"
+        ))
+        .bind(worker)
+        .bind(now + lease.whole_milliseconds() as i64)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = &row {
+            set_recording_status(&mut tx, row.recording_id, RecordingStatus::Processing, None)
+                .await?;
+        }
+        tx.commit().await?;
+        row.map(TryInto::try_into).transpose()
+    }
+
+    /// Renews a lease and records progress; false when the lease was lost.
+    pub async fn heartbeat(
+        &self,
+        id: i64,
+        worker: &str,
+        lease: Duration,
+        progress: f64,
+    ) -> Result<bool> {
+        let now = now_millis();
+        let done = sqlx::query(
+            "UPDATE jobs SET lease_expires_at = $1, progress = $2, updated_at = $3
+             WHERE id = $4 AND leased_by = $5 AND status = 'running'",
+        )
+        .bind(now + lease.whole_milliseconds() as i64)
+        .bind(progress.clamp(0.0, 1.0))
+        .bind(now)
+        .bind(id)
+        .bind(worker)
+        .execute(self.db)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn mark_summarizing(&self, job: &Job) -> Result<()> {
+        let mut tx = self.db.begin().await?;
+        set_recording_status(
+            &mut tx,
+            job.recording_id,
+            RecordingStatus::Summarizing,
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Stores the transcript and summary and closes the job.
+    pub async fn complete(&self, job: &Job, outcome: &Outcome) -> Result<()> {
+        let now = now_millis();
+        let transcript = serde_json::to_string(&outcome.segments).map_err(StoreError::corrupt)?;
+        let mut tx = self.db.begin().await?;
+        sqlx::query(
+            "UPDATE recordings SET status = $1, transcript = $2, summary = $3, duration_seconds = $4,
+                 language = $5, error = NULL, updated_at = $6 WHERE id = $7",
+        )
+        .bind(RecordingStatus::Completed.as_str())
+        .bind(transcript)
+        .bind(&outcome.summary)
+        .bind(outcome.duration_seconds)
+        .bind(&outcome.language)
+        .bind(now)
+        .bind(job.recording_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE jobs SET status = 'done', progress = 1, updated_at = $1, error = NULL WHERE id = $2")
+            .bind(now)
+            .bind(job.id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Ends the job for good (bad input is not retried): the recording turns `FAILED`
+    /// with `reason`, which the uploader will read.
+    pub async fn fail(&self, job: &Job, reason: &str) -> Result<()> {
+        let now = now_millis();
+        let mut tx = self.db.begin().await?;
+        set_recording_status(
+            &mut tx,
+            job.recording_id,
+            RecordingStatus::Failed,
+            Some(reason),
+        )
+        .await?;
+        sqlx::query("UPDATE jobs SET status = 'failed', error = $1, updated_at = $2 WHERE id = $3")
+            .bind(reason)
+            .bind(now)
+            .bind(job.id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Gives a job back to the queue after a passing failure (it will be retried while
+    /// attempts remain).
+    pub async fn release(&self, job: &Job, reason: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE jobs SET status = 'queued', leased_by = NULL, lease_expires_at = NULL, error = $1,
+                 updated_at = $2 WHERE id = $3",
+        )
+        .bind(reason)
+        .bind(now_millis())
+        .bind(job.id)
+        .execute(self.db)
+        .await?;
+        Ok(())
+    }
+
+    /// Fails the jobs that used up their attempts (their last worker died), so no
+    /// recording waits forever. Returns how many.
+    pub async fn fail_exhausted(&self) -> Result<u64> {
+        let now = now_millis();
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT id, recording_id FROM jobs
+             WHERE attempts >= max_attempts
+               AND (status = 'queued' OR (status = 'running' AND lease_expires_at < $1))",
+        )
+        .bind(now)
+        .fetch_all(self.db)
+        .await?;
+        for (id, recording_id) in &rows {
+            let mut tx = self.db.begin().await?;
+            let reason = "transcription did not finish after repeated attempts";
+            set_recording_status(
+                &mut tx,
+                *recording_id,
+                RecordingStatus::Failed,
+                Some(reason),
+            )
+            .await?;
+            sqlx::query(
+                "UPDATE jobs SET status = 'failed', error = $1, updated_at = $2 WHERE id = $3",
+            )
+            .bind(reason)
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        }
+        Ok(rows.len() as u64)
+    }
+}
+
+async fn set_recording_status(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    recording_id: i64,
+    status: RecordingStatus,
+    error: Option<&str>,
+) -> Result<()> {
+    sqlx::query("UPDATE recordings SET status = $1, error = $2, updated_at = $3 WHERE id = $4")
+        .bind(status.as_str())
+        .bind(error)
+        .bind(now_millis())
+        .bind(recording_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recordings::NewRecording;
+    use crate::testing::temp_store;
+    use hark_core::roles::Role;
+
+    async fn submitted(store: &crate::Store) -> (crate::recordings::Recording, Job) {
+        let user = store
+            .users()
+            .create("ada", "x", Role::Member)
+            .await
+            .unwrap();
+        let new = NewRecording {
+            user_id: user.id,
+            project_id: 1,
+            title: "t".into(),
+            original_filename: "a.wav".into(),
+            mime_type: "audio/wav".into(),
+            size_bytes: 1,
+            blob_key: "k".into(),
+            language: None,
+        };
+        store.jobs().submit(&new, "{}", 2).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_lapsed_lease_is_claimed_again_and_attempts_are_bounded() {
+        let (store, _dir) = temp_store().await;
+        let (recording, job) = submitted(&store).await;
+        assert_eq!(
+            (recording.status, job.status),
+            (RecordingStatus::Pending, JobStatus::Queued)
+        );
+
+        let first = store
+            .jobs()
+            .claim("w1", Duration::milliseconds(50))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((first.id, first.attempts), (job.id, 1));
+        assert!(
+            store
+                .jobs()
+                .claim("w2", Duration::seconds(5))
+                .await
+                .unwrap()
+                .is_none(),
+            "leased"
+        );
+        let rec = store
+            .recordings()
+            .get(recording.user_id, recording.id)
+            .await
+            .unwrap();
+        assert_eq!(rec.status, RecordingStatus::Processing);
+
+        tokio::time::sleep(std::time::Duration::from_millis(80)).await;
+        let second = store
+            .jobs()
+            .claim("w2", Duration::milliseconds(50))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((second.id, second.attempts), (job.id, 2));
+        assert!(
+            !store
+                .jobs()
+                .heartbeat(job.id, "w1", Duration::seconds(5), 0.5)
+                .await
+                .unwrap(),
+            "w1 lost it"
+        );
+
+        tokio::time::sleep(std::time::Duration::from_millis(80)).await;
+        assert!(
+            store
+                .jobs()
+                .claim("w3", Duration::seconds(5))
+                .await
+                .unwrap()
+                .is_none(),
+            "attempts used up"
+        );
+        assert_eq!(store.jobs().fail_exhausted().await.unwrap(), 1);
+        let rec = store
+            .recordings()
+            .get(recording.user_id, recording.id)
+            .await
+            .unwrap();
+        assert_eq!(rec.status, RecordingStatus::Failed);
+        assert!(rec.error.unwrap().contains("repeated attempts"));
+    }
+
+    #[tokio::test]
+    async fn completion_stores_the_transcript() {
+        let (store, _dir) = temp_store().await;
+        let (recording, _) = submitted(&store).await;
+        let job = store
+            .jobs()
+            .claim("w", Duration::seconds(5))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            store
+                .jobs()
+                .heartbeat(job.id, "w", Duration::seconds(5), 0.4)
+                .await
+                .unwrap()
+        );
+        assert_eq!(store.jobs().get(job.id).await.unwrap().progress, 0.4);
+        let segments = vec![Segment {
+            start: 0.0,
+            end: 1.5,
+            text: " Hello".into(),
+        }];
+        let outcome = Outcome {
+            segments: segments.clone(),
+            summary: "Hello".into(),
+            duration_seconds: 1.5,
+            language: "en".into(),
+        };
+        store.jobs().complete(&job, &outcome).await.unwrap();
+        let rec = store
+            .recordings()
+            .get(recording.user_id, recording.id)
+            .await
+            .unwrap();
+        assert_eq!(rec.status, RecordingStatus::Completed);
+        assert_eq!(rec.summary.as_deref(), Some("Hello"));
+        assert_eq!(
+            store
+                .recordings()
+                .transcript(recording.user_id, recording.id)
+                .await
+                .unwrap(),
+            Some(segments)
+        );
+        assert_eq!(
+            store.jobs().get(job.id).await.unwrap().status,
+            JobStatus::Done
+        );
+    }
+}
