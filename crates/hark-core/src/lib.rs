@@ -9,5 +9,6 @@ pub mod recordings;
 pub mod roles;
 pub mod scopes;
 pub mod tokens;
+pub mod transcripts;
 
 pub use error::DomainError;

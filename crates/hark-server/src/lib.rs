@@ -9,6 +9,7 @@ pub mod error;
 mod routes;
 pub mod state;
 pub mod tokens;
+pub mod transcription;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -63,6 +64,14 @@ pub async fn serve(
     let listener = TcpListener::bind(state.config.listen).await?;
     let addr = listener.local_addr()?;
     let background = spawn_background(state.clone());
+    let workers = transcription::spawn_workers(&state);
+    if !state.pipeline.config.model_dir.join("model.bin").is_file() {
+        tracing::error!(
+            model_dir = %state.pipeline.config.model_dir.display(),
+            "no Whisper model found: uploads will wait in the queue until one is installed \
+             (scripts/fetch-model.sh DIR, then restart with --model-dir DIR)"
+        );
+    }
     tracing::info!(%addr, "listening on http://{addr}");
     let app = app(state.clone());
     let served = axum::serve(
@@ -72,6 +81,9 @@ pub async fn serve(
     .with_graceful_shutdown(shutdown)
     .await;
     background.abort();
+    for worker in workers {
+        worker.abort();
+    }
     match state.last_used.flush(&state.store).await {
         Ok(n) => tracing::info!(flushed = n, "shut down"),
         Err(e) => tracing::error!(error = %e, "could not write last-used times at shutdown"),

@@ -6,6 +6,7 @@ use hark_store::blobs::BlobStore;
 
 use crate::auth::{LastUsedRecorder, TokenAuthenticator};
 use crate::config::ServerConfig;
+use crate::transcription::{Pipeline, PipelineConfig};
 
 /// What every handler can reach. axum clones the state for every request, so it is one
 /// `Arc` rather than a bundle of them.
@@ -18,6 +19,7 @@ pub struct Shared {
     pub auth: Arc<TokenAuthenticator>,
     pub last_used: Arc<LastUsedRecorder>,
     pub config: ServerConfig,
+    pub pipeline: Pipeline,
 }
 
 impl Deref for AppState {
@@ -33,6 +35,7 @@ impl AppState {
         store: Store,
         blobs: BlobStore,
         config: ServerConfig,
+        pipeline: PipelineConfig,
     ) -> Result<Self, hark_store::StoreError> {
         let last_used = Arc::new(LastUsedRecorder::default());
         let auth = Arc::new(TokenAuthenticator::new(store.clone(), last_used.clone()).await?);
@@ -42,6 +45,7 @@ impl AppState {
             auth,
             last_used,
             config,
+            pipeline: Pipeline::new(pipeline),
         })))
     }
 }

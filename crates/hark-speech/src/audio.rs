@@ -19,6 +19,9 @@ use crate::SpeechError;
 
 pub const SAMPLE_RATE: u32 = 16_000;
 
+/// Shorter than this there is no word to hear.
+const MIN_SECONDS: f64 = 0.1;
+
 /// Decoded, downmixed audio at its original rate.
 #[derive(Debug, Clone)]
 pub struct MonoAudio {
@@ -59,6 +62,7 @@ pub fn decode(path: &Path) -> Result<MonoAudio, SpeechError> {
         .default_track(TrackType::Audio)
         .ok_or_else(|| SpeechError::Audio("the file has no audio track".into()))?;
     let track_id = track.id;
+    let declared_frames = track.num_frames;
     let params = track
         .codec_params
         .as_ref()
@@ -119,7 +123,21 @@ pub fn decode(path: &Path) -> Result<MonoAudio, SpeechError> {
             "the file cannot be transcribed: {why}"
         )));
     }
-    Ok(MonoAudio { rate, samples })
+    if let Some(declared) = declared_frames.filter(|d| *d > 0 && (samples.len() as u64) < d / 2) {
+        return Err(SpeechError::Audio(format!(
+            "the file is damaged or truncated: it declares {:.1} s of audio but holds {:.1} s",
+            declared as f64 / f64::from(rate),
+            samples.len() as f64 / f64::from(rate)
+        )));
+    }
+    let audio = MonoAudio { rate, samples };
+    if audio.duration_seconds() < MIN_SECONDS {
+        return Err(SpeechError::Audio(format!(
+            "the audio is too short to transcribe ({:.3} s)",
+            audio.duration_seconds()
+        )));
+    }
+    Ok(audio)
 }
 
 pub fn resample_to_16k(audio: &MonoAudio) -> Result<Vec<f32>, SpeechError> {

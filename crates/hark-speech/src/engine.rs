@@ -186,12 +186,11 @@ impl Engine {
             let mut chosen: Option<(WindowResult, f64)> = None;
             for (attempt, &temperature) in options.temperatures.iter().enumerate() {
                 let mut prompt = Vec::new();
-                if options.condition_on_previous_text && !history.is_empty() {
-                    if let Some(prev) = special.start_of_prev {
-                        prompt.push(prev);
-                        let keep = history.len().min(max_tokens - 1);
-                        prompt.extend_from_slice(&history[history.len() - keep..]);
-                    }
+                let condition = options.condition_on_previous_text && !history.is_empty();
+                if let Some(prev) = special.start_of_prev.filter(|_| condition) {
+                    prompt.push(prev);
+                    let keep = history.len().min(max_tokens - 1);
+                    prompt.extend_from_slice(&history[history.len() - keep..]);
                 }
                 let sot_index = prompt.len();
                 prompt.extend_from_slice(&sot_sequence);
@@ -297,14 +296,15 @@ impl Engine {
             let mut last = 0;
             for &cut in &cuts {
                 let piece = &tokens[last..cut];
-                if let (Some(&first), Some(&end)) = (piece.first(), piece.last()) {
-                    if is_ts(&first) && is_ts(&end) {
-                        segments.push(Segment {
-                            start: time(first),
-                            end: time(end),
-                            text: self.tokenizer.decode(piece),
-                        });
-                    }
+                if let (Some(&first), Some(&end)) = (piece.first(), piece.last())
+                    && is_ts(&first)
+                    && is_ts(&end)
+                {
+                    segments.push(Segment {
+                        start: time(first),
+                        end: time(end),
+                        text: self.tokenizer.decode(piece),
+                    });
                 }
                 last = cut;
             }
@@ -317,10 +317,10 @@ impl Engine {
             (segments, advance)
         } else {
             let mut duration = window_seconds;
-            if let Some(&last) = tokens.iter().rev().find(|t| is_ts(t)) {
-                if last != ts_begin {
-                    duration = f64::from(last - ts_begin) * TIME_PRECISION;
-                }
+            if let Some(&last) = tokens.iter().rev().find(|t| is_ts(t))
+                && last != ts_begin
+            {
+                duration = f64::from(last - ts_begin) * TIME_PRECISION;
             }
             let text = self.tokenizer.decode(tokens);
             if !text.trim().is_empty() {

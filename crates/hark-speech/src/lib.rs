@@ -5,6 +5,7 @@ pub mod audio;
 pub mod ct2;
 mod decode;
 pub mod engine;
+pub mod eval;
 pub mod mel;
 pub mod summary;
 pub mod tokenizer;

@@ -175,7 +175,7 @@ impl Whisper {
             audio_ctx: enc_pos[0],
             text_ctx: dec_pos[0],
         };
-        if dims.d_model % dims.encoder_heads != 0
+        if !dims.d_model.is_multiple_of(dims.encoder_heads)
             || dims.encoder_layers == 0
             || dims.decoder_layers == 0
         {

@@ -217,11 +217,24 @@ impl Jobs<'_> {
         Ok(())
     }
 
-    /// Stores the transcript and summary and closes the job.
-    pub async fn complete(&self, job: &Job, outcome: &Outcome) -> Result<()> {
+    /// Stores the transcript and summary and closes the job — if `worker` still holds
+    /// its lease (false otherwise: another worker took the job over, and its result wins).
+    pub async fn complete(&self, job: &Job, worker: &str, outcome: &Outcome) -> Result<bool> {
         let now = now_millis();
         let transcript = serde_json::to_string(&outcome.segments).map_err(StoreError::corrupt)?;
         let mut tx = self.db.begin().await?;
+        let closed = sqlx::query(
+            "UPDATE jobs SET status = 'done', progress = 1, updated_at = $1, error = NULL
+             WHERE id = $2 AND leased_by = $3 AND status = 'running'",
+        )
+        .bind(now)
+        .bind(job.id)
+        .bind(worker)
+        .execute(&mut *tx)
+        .await?;
+        if closed.rows_affected() == 0 {
+            return Ok(false);
+        }
         sqlx::query(
             "UPDATE recordings SET status = $1, transcript = $2, summary = $3, duration_seconds = $4,
                  language = $5, error = NULL, updated_at = $6 WHERE id = $7",
@@ -235,20 +248,28 @@ impl Jobs<'_> {
         .bind(job.recording_id)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE jobs SET status = 'done', progress = 1, updated_at = $1, error = NULL WHERE id = $2")
-            .bind(now)
-            .bind(job.id)
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     /// Ends the job for good (bad input is not retried): the recording turns `FAILED`
-    /// with `reason`, which the uploader will read.
-    pub async fn fail(&self, job: &Job, reason: &str) -> Result<()> {
+    /// with `reason`, which the uploader will read. Only while `worker` holds the lease.
+    pub async fn fail(&self, job: &Job, worker: &str, reason: &str) -> Result<bool> {
         let now = now_millis();
         let mut tx = self.db.begin().await?;
+        let closed = sqlx::query(
+            "UPDATE jobs SET status = 'failed', error = $1, updated_at = $2
+             WHERE id = $3 AND leased_by = $4 AND status = 'running'",
+        )
+        .bind(reason)
+        .bind(now)
+        .bind(job.id)
+        .bind(worker)
+        .execute(&mut *tx)
+        .await?;
+        if closed.rows_affected() == 0 {
+            return Ok(false);
+        }
         set_recording_status(
             &mut tx,
             job.recording_id,
@@ -256,26 +277,21 @@ impl Jobs<'_> {
             Some(reason),
         )
         .await?;
-        sqlx::query("UPDATE jobs SET status = 'failed', error = $1, updated_at = $2 WHERE id = $3")
-            .bind(reason)
-            .bind(now)
-            .bind(job.id)
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     /// Gives a job back to the queue after a passing failure (it will be retried while
     /// attempts remain).
-    pub async fn release(&self, job: &Job, reason: &str) -> Result<()> {
+    pub async fn release(&self, job: &Job, worker: &str, reason: &str) -> Result<()> {
         sqlx::query(
             "UPDATE jobs SET status = 'queued', leased_by = NULL, lease_expires_at = NULL, error = $1,
-                 updated_at = $2 WHERE id = $3",
+                 updated_at = $2 WHERE id = $3 AND leased_by = $4",
         )
         .bind(reason)
         .bind(now_millis())
         .bind(job.id)
+        .bind(worker)
         .execute(self.db)
         .await?;
         Ok(())
@@ -457,7 +473,15 @@ mod tests {
             duration_seconds: 1.5,
             language: "en".into(),
         };
-        store.jobs().complete(&job, &outcome).await.unwrap();
+        assert!(store.jobs().complete(&job, "w", &outcome).await.unwrap());
+        assert!(
+            !store
+                .jobs()
+                .complete(&job, "other", &outcome)
+                .await
+                .unwrap(),
+            "only the lease holder"
+        );
         let rec = store
             .recordings()
             .get(recording.user_id, recording.id)

@@ -140,6 +140,19 @@ impl Recordings<'_> {
         row.into_recording(tags)
     }
 
+    /// Any user's recording, for the transcription workers.
+    pub async fn by_id(&self, id: i64) -> Result<Recording> {
+        let row: Option<RecordingRow> =
+            sqlx::query_as(sql!("SELECT {COLUMNS} FROM recordings WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(self.db)
+                .await?;
+        let row = row.ok_or(StoreError::NotFound)?;
+        let user_id = row.user_id;
+        let tags = self.tags_of(user_id).await?.remove(&id).unwrap_or_default();
+        row.into_recording(tags)
+    }
+
     /// The transcript segments, once the engine has produced them.
     pub async fn transcript(&self, user_id: i64, id: i64) -> Result<Option<Vec<Segment>>> {
         let stored: Option<Option<String>> =

@@ -23,6 +23,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP server.
     Serve(ServeArgs),
+    /// Transcribe an audio file, locally or on a hark server, and print the transcript.
+    Transcribe(TranscribeArgs),
     /// Administer users and tokens directly on the data dir (works while a server runs).
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -48,6 +50,60 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "HARK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    /// Transcription workers in this process.
+    #[arg(long, env = "HARK_WORKERS", default_value_t = 1)]
+    pub workers: usize,
+    /// Seconds a worker's claim on a job lasts without a heartbeat; after that another
+    /// worker (or this server after a restart) takes the job again.
+    #[arg(long, env = "HARK_JOB_LEASE_SECS", default_value_t = 30.0)]
+    pub job_lease_secs: f64,
+    /// How many times a job is tried before its recording is marked FAILED.
+    #[arg(long, env = "HARK_JOB_ATTEMPTS", default_value_t = 3)]
+    pub job_attempts: i64,
+}
+
+/// The speech engine's settings, shared by `serve` and `transcribe`.
+#[derive(Args, Clone)]
+pub struct EngineArgs {
+    /// Whisper model folder (CTranslate2: model.bin, config.json, tokenizer.json).
+    /// Default: DATA_DIR/models/whisper-tiny.en.
+    #[arg(long, env = "HARK_MODEL_DIR")]
+    pub model_dir: Option<PathBuf>,
+    /// Beam size; 1 decodes greedily (faster, slightly less accurate).
+    #[arg(long, env = "HARK_BEAM_SIZE", default_value_t = 5)]
+    pub beam_size: usize,
+    /// Threads for the tensor maths (default: every core).
+    #[arg(long, env = "HARK_THREADS")]
+    pub threads: Option<usize>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum TranscriptFormat {
+    Txt,
+    Srt,
+    Vtt,
+    Json,
+}
+
+#[derive(Args)]
+pub struct TranscribeArgs {
+    /// The audio file.
+    pub file: PathBuf,
+    /// A hark server to send it to (otherwise it is transcribed here, with the embedded engine).
+    #[arg(long, env = "HARK_SERVER")]
+    pub server: Option<String>,
+    /// API token for --server (a token with the batch scope).
+    #[arg(long, env = "HARK_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    #[arg(long, value_enum, default_value_t = TranscriptFormat::Txt)]
+    pub format: TranscriptFormat,
+    /// Language code, e.g. en.
+    #[arg(long)]
+    pub language: Option<String>,
+    #[command(flatten)]
+    pub engine: EngineArgs,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -100,4 +156,23 @@ pub enum AdminCommand {
     },
     /// Revoke a token by id; a running server stops accepting it within a second.
     RevokeToken { id: i64 },
+}
+
+impl Command {
+    pub fn engine_threads(&self) -> Option<usize> {
+        match self {
+            Command::Serve(a) => a.engine.threads,
+            Command::Transcribe(a) => a.engine.threads,
+            Command::Admin(_) => None,
+        }
+        .filter(|t| *t > 0)
+    }
+}
+
+impl EngineArgs {
+    pub fn model_dir(&self, data_dir: &std::path::Path) -> PathBuf {
+        self.model_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("models").join("whisper-tiny.en"))
+    }
 }

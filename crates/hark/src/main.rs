@@ -4,6 +4,7 @@ mod admin;
 mod cli;
 mod logging;
 mod serve;
+mod transcribe;
 
 use clap::Parser;
 
@@ -11,6 +12,11 @@ use crate::cli::{Cli, Command};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Some(threads) = cli.command.engine_threads() {
+        // The tensor library sizes its thread pool from this variable on first use; set it
+        // before any thread exists.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -21,12 +27,19 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve::run(cli.data_dir, args).await,
+            Command::Transcribe(args) => {
+                logging::init(logging::Format::Text, "warn");
+                transcribe::run(&cli.data_dir, args).await
+            }
             Command::Admin(command) => {
                 logging::init(logging::Format::Text, "warn");
                 admin::run(&cli.data_dir, command).await
             }
         }
     });
+    // A transcription still running on a blocking thread is abandoned rather than awaited;
+    // its job's lease lapses and it is picked up again.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -2,6 +2,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use hark_server::transcription::PipelineConfig;
 use hark_server::{AppState, ServerConfig};
 use hark_store::Store;
 use hark_store::blobs::BlobStore;
@@ -32,7 +33,21 @@ pub async fn run(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
             "no users yet: create one with `hark admin create-user --username NAME --role admin`"
         );
     }
-    let state = AppState::new(store, blobs, config).await?;
+    if args.workers == 0 || args.workers > 64 {
+        anyhow::bail!("--workers must be between 1 and 64");
+    }
+    if !(1.0..=3600.0).contains(&args.job_lease_secs) {
+        anyhow::bail!("--job-lease-secs must be between 1 and 3600");
+    }
+    let pipeline = PipelineConfig {
+        workers: args.workers,
+        model_dir: args.engine.model_dir(&data_dir),
+        lease: time::Duration::seconds_f64(args.job_lease_secs),
+        poll_interval: Duration::from_millis(500),
+        max_attempts: args.job_attempts.clamp(1, 100),
+        beam_size: args.engine.beam_size.clamp(1, 16),
+    };
+    let state = AppState::new(store, blobs, config, pipeline).await?;
     hark_server::serve(state, shutdown_signal()).await?;
     Ok(())
 }

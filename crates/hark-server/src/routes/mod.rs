@@ -1,10 +1,13 @@
 //! Every route, registered once so the router and the OpenAPI document cannot disagree.
 
+mod batch;
 mod health;
+mod openai;
 mod recordings;
 mod session;
 mod tags;
 mod tokens;
+mod uploads;
 
 use axum::extract::DefaultBodyLimit;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -23,6 +26,8 @@ use crate::state::AppState;
         (name = "tokens", description = "Personal access tokens: created once, stored as a hash, revoked instantly"),
         (name = "recordings", description = "Upload audio and read transcripts and summaries"),
         (name = "tags", description = "Per-user labels on recordings"),
+        (name = "batch", description = "Scriptix-style batch sessions (tokens with the batch scope)"),
+        (name = "openai", description = "OpenAI-compatible transcription"),
         (name = "auth", description = "Web sign-in"),
         (name = "operations", description = "Probes and this document"),
     )
@@ -64,6 +69,8 @@ pub fn api() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
     // Uploads are streamed to disk and size-checked as they arrive, so the global body
     // limit (meant for JSON) does not apply to them.
     let upload = upload.layer(DefaultBodyLimit::disable());
+    let (batch_schemas, batch_paths, batch_upload) = routes!(batch::submit);
+    let (openai_schemas, openai_paths, openai_upload) = routes!(openai::transcriptions);
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
@@ -75,6 +82,19 @@ pub fn api() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(tokens::revoke_token))
         .routes(routes!(tokens::rotate_token))
         .routes((schemas, paths, upload))
+        .routes((
+            batch_schemas,
+            batch_paths,
+            batch_upload.layer(DefaultBodyLimit::disable()),
+        ))
+        .routes(routes!(batch::session))
+        .routes(routes!(batch::document))
+        .routes((
+            openai_schemas,
+            openai_paths,
+            openai_upload.layer(DefaultBodyLimit::disable()),
+        ))
+        .routes(routes!(openai::models))
         .routes(routes!(
             recordings::get_recording,
             recordings::delete_recording

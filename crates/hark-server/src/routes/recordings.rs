@@ -3,22 +3,22 @@
 use std::net::SocketAddr;
 
 use axum::Json;
-use axum::extract::multipart::{Field, MultipartRejection};
+use axum::extract::multipart::MultipartRejection;
 use axum::extract::{ConnectInfo, Multipart, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hark_core::pagination::{PageRequest, Pagination};
-use hark_core::recordings::{Segment, validate_title};
+use hark_core::recordings::Segment;
 use hark_core::scopes::Scope;
-use hark_store::blobs::{BlobStore, BlobWriter};
-use hark_store::recordings::{NewRecording, Recording};
+use hark_store::StoreError;
+use hark_store::recordings::Recording;
 use hark_store::tags::Tag;
-use hark_store::{DEFAULT_PROJECT_ID, StoreError};
 use serde::Serialize;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use super::tokens::actor;
+use super::uploads::{self, UploadForm};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiPath, ErrorBody};
 use crate::state::AppState;
@@ -115,6 +115,16 @@ pub struct SegmentView {
     pub start: f64,
     pub end: f64,
     pub text: String,
+}
+
+impl From<&Segment> for SegmentView {
+    fn from(s: &Segment) -> Self {
+        SegmentView {
+            start: s.start,
+            end: s.end,
+            text: s.text.clone(),
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -257,22 +267,9 @@ pub async fn get_summary(
     }))
 }
 
-/// Multipart upload form, for the OpenAPI document.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct UploadForm {
-    /// The audio file.
-    #[schema(value_type = String, format = Binary)]
-    file: Vec<u8>,
-    /// Defaults to the file name.
-    title: Option<String>,
-    /// Language hint, e.g. `en`.
-    language: Option<String>,
-}
-
 #[utoipa::path(post, path = "/api/recordings", tag = "recordings",
     request_body(content = UploadForm, content_type = "multipart/form-data"),
-    responses((status = 201, description = "Stored durably; status PENDING", body = RecordingView),
+    responses((status = 201, description = "Stored durably and queued for transcription; status PENDING", body = RecordingView),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 413, body = ErrorBody)))]
 pub async fn upload_recording(
@@ -283,146 +280,18 @@ pub async fn upload_recording(
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
     principal.require(Scope::Write)?;
-    let mut multipart = multipart.map_err(|r| ApiError::Rejected {
-        status: r.status(),
-        message: r.body_text(),
-    })?;
-    let mut title = None;
-    let mut language = None;
-    let mut stored: Option<(BlobWriter, String, String)> = None;
-    let limit = state.config.max_upload_bytes as u64;
-    let result: Result<(), ApiError> = async {
-        while let Some(mut field) = multipart.next_field().await? {
-            match field.name().unwrap_or_default() {
-                "file" => {
-                    if stored.is_some() {
-                        return Err(ApiError::bad_request("file: send exactly one file"));
-                    }
-                    let filename = field.file_name().unwrap_or("upload").to_owned();
-                    let mime = field
-                        .content_type()
-                        .unwrap_or("application/octet-stream")
-                        .to_owned();
-                    let writer = receive_file(&state.blobs, &mut field, limit).await?;
-                    stored = Some((writer, filename, mime));
-                }
-                "title" => title = Some(field.text().await?),
-                "language" => language = Some(field.text().await?),
-                _ => {}
-            }
-        }
-        Ok(())
-    }
-    .await;
-    let Some((writer, filename, mime)) = stored else {
-        result?;
-        return Err(ApiError::bad_request(
-            "file: a multipart field named `file` is required",
-        ));
-    };
-    let validated = result.and_then(|()| {
-        if writer.size() == 0 {
-            return Err(ApiError::bad_request("file: the file is empty"));
-        }
-        let title = validate_title(title.as_deref().unwrap_or(&filename))?;
-        let language = language
-            .map(|l| l.trim().to_owned())
-            .filter(|l| !l.is_empty());
-        if language.as_ref().is_some_and(|l| {
-            l.len() > 16 || !l.chars().all(|c| c.is_ascii_alphabetic() || c == '-')
-        }) {
-            return Err(ApiError::bad_request(
-                "language: use a code such as en or en-US",
-            ));
-        }
-        Ok((title, language))
-    });
-    let (title, language) = match validated {
-        Ok(v) => v,
-        Err(e) => {
-            writer.abort().await;
-            return Err(e);
-        }
-    };
-    let size = writer.size() as i64;
-    let blob_key = writer.commit().await?;
-    let created = state
-        .store
-        .recordings()
-        .create(&NewRecording {
-            user_id: principal.user_id,
-            project_id: DEFAULT_PROJECT_ID,
-            title,
-            original_filename: filename.chars().take(255).collect(),
-            mime_type: mime,
-            size_bytes: size,
-            blob_key: blob_key.clone(),
-            language,
-        })
-        .await;
-    let recording = match created {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = state.blobs.delete(&blob_key).await;
-            return Err(e.into());
-        }
-    };
-    state
-        .store
-        .audit()
-        .record(
-            &actor(&principal, &headers, Some(peer)),
-            "recording.created",
-            &format!("recording:{}", recording.id),
-            None,
-        )
-        .await?;
+    let (recording, _job) = uploads::accept(
+        &state,
+        &principal,
+        &actor(&principal, &headers, Some(peer)),
+        multipart,
+    )
+    .await?;
     let mut response = (StatusCode::CREATED, Json(RecordingView::from(&recording))).into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("/api/recordings/{}", recording.id)) {
         response.headers_mut().insert(header::LOCATION, location);
     }
     Ok(response)
-}
-
-/// How much of an oversized upload is read (and discarded) before giving up on the client.
-const DRAIN_ALLOWANCE: u64 = 64 * 1024 * 1024;
-
-/// Streams one file field into a new blob, refusing more than `limit` bytes. An oversized
-/// upload is still read on (up to [`DRAIN_ALLOWANCE`] more, then the connection is dropped),
-/// so that clients which send the whole body before reading the answer still get the 413.
-async fn receive_file(
-    blobs: &BlobStore,
-    field: &mut Field<'_>,
-    limit: u64,
-) -> Result<BlobWriter, ApiError> {
-    let mut writer = blobs.writer().await?;
-    let mut received: u64 = 0;
-    let outcome: Result<(), ApiError> = async {
-        while let Some(chunk) = field.chunk().await? {
-            received += chunk.len() as u64;
-            if received > limit {
-                if received > limit.saturating_add(DRAIN_ALLOWANCE) {
-                    break;
-                }
-                continue;
-            }
-            writer.write(&chunk).await?;
-        }
-        Ok(())
-    }
-    .await;
-    if let Err(e) = outcome {
-        writer.abort().await;
-        return Err(e);
-    }
-    if received > limit {
-        writer.abort().await;
-        return Err(ApiError::Rejected {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            message: format!("file: larger than the {limit}-byte upload limit"),
-        });
-    }
-    Ok(writer)
 }
 
 #[utoipa::path(delete, path = "/api/recordings/{id}", tag = "recordings",

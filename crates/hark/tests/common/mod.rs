@@ -43,48 +43,18 @@ impl TestServer {
     }
 
     /// Starts `hark serve` with extra flags; last-used times flush every 200 ms unless a
-    /// flag says otherwise.
+    /// flag says otherwise. The engine decodes greedily (beam 1) to keep tests quick.
     pub async fn start_with(extra: &[&str]) -> Self {
         let data_dir = tempfile::tempdir().expect("temp dir");
-        let mut child = Command::new(hark_bin())
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .env("HARK_LAST_USED_FLUSH_SECS", "0.2")
-            .arg("--data-dir")
-            .arg(data_dir.path())
-            .args(extra)
-            .env("HARK_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn hark serve");
-        let stderr = child.stderr.take().expect("stderr");
         let log = Arc::new(Mutex::new(String::new()));
-        let (addr_tx, addr_rx) = mpsc::channel();
-        let sink = log.clone();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let _ = addr_tx.send(
-                        rest.split_whitespace()
-                            .next()
-                            .unwrap_or_default()
-                            .to_owned(),
-                    );
-                }
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let addr = addr_rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("server did not start; log:\n{}", log.lock().unwrap()));
+        let (child, reader, base) = spawn_server(data_dir.path(), extra, log.clone());
         TestServer {
-            base: format!("http://{addr}"),
+            base,
             data_dir,
             client: Client::builder()
-                .timeout(Duration::from_secs(30))
+                .timeout(Duration::from_secs(120))
+                // A server that answers early (a 413) closes the connection: never reuse one.
+                .pool_max_idle_per_host(0)
                 .build()
                 .unwrap(),
             child: Some(child),
@@ -92,6 +62,26 @@ impl TestServer {
             reader: Some(reader),
             secrets: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Kills the server without warning (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+    }
+
+    /// Starts a new server process on the same data dir (after `kill` or `terminate`).
+    pub fn restart(&mut self, extra: &[&str]) {
+        assert!(self.child.is_none(), "stop the server first");
+        let (child, reader, base) = spawn_server(self.data_dir.path(), extra, self.log.clone());
+        self.child = Some(child);
+        self.reader = Some(reader);
+        self.base = base;
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -285,6 +275,55 @@ impl TestServer {
     }
 }
 
+/// The bundled model, fetched by scripts/fetch-model.sh (the test command runs it).
+pub fn model_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/whisper-tiny.en")
+}
+
+fn spawn_server(
+    data_dir: &Path,
+    extra: &[&str],
+    log: Arc<Mutex<String>>,
+) -> (Child, JoinHandle<()>, String) {
+    let mut child = Command::new(hark_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--beam-size", "1"])
+        .arg("--model-dir")
+        .arg(model_dir())
+        .env("HARK_LAST_USED_FLUSH_SECS", "0.2")
+        .env("RAYON_NUM_THREADS", "2")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(extra)
+        .env("HARK_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn hark serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let (addr_tx, addr_rx) = mpsc::channel();
+    let sink = log.clone();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                let _ = addr_tx.send(
+                    rest.split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned(),
+                );
+            }
+            let mut log = sink.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    let addr = addr_rx
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| panic!("server did not start; log:\n{}", log.lock().unwrap()));
+    (child, reader, format!("http://{addr}"))
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         if self.child.is_some() {
@@ -324,4 +363,37 @@ pub async fn error_code(res: Response) -> (StatusCode, String) {
             .expect("error.code")
             .to_owned(),
     )
+}
+
+/// Word error rate of `hypothesis` against `reference`, after hark's evaluation
+/// normalisation (case, punctuation, number words).
+pub fn word_error_rate(reference: &str, hypothesis: &str) -> f64 {
+    hark_speech::eval::word_error_rate(reference, hypothesis)
+}
+
+/// Polls a recording until it leaves PENDING/PROCESSING/SUMMARIZING.
+pub async fn wait_for_recording(
+    server: &TestServer,
+    token: &str,
+    id: i64,
+    limit: Duration,
+) -> Value {
+    let started = Instant::now();
+    loop {
+        let rec: Value = server
+            .get(&format!("/api/recordings/{id}"), token)
+            .await
+            .json()
+            .await
+            .unwrap();
+        if matches!(rec["status"].as_str(), Some("COMPLETED" | "FAILED")) {
+            return rec;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "still {} after {limit:?}",
+            rec["status"]
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

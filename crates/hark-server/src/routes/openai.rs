@@ -1,0 +1,227 @@
+//! OpenAI-compatible transcription, so the official `openai` SDKs work with `base_url`
+//! pointed at hark and a hark token as the API key. Synchronous: the answer is the
+//! transcript. The audio is not kept.
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::multipart::{Multipart, MultipartRejection};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use hark_core::recordings::Segment;
+use hark_core::scopes::Scope;
+use hark_core::transcripts;
+use hark_speech::SpeechError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::uploads::receive_file;
+use crate::auth::Principal;
+use crate::error::{ApiError, ErrorBody};
+use crate::state::AppState;
+use crate::transcription::JobOptions;
+
+/// The model names clients may send; all run hark's configured engine.
+const MODELS: [&str; 2] = ["whisper-1", "whisper-tiny.en"];
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct TranscriptionForm {
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    /// `whisper-1` or `whisper-tiny.en`.
+    model: String,
+    language: Option<String>,
+    /// Accepted; hark's engine does not use prompts yet.
+    prompt: Option<String>,
+    /// `json` (default), `text`, `srt`, `vtt` or `verbose_json`.
+    response_format: Option<String>,
+    /// 0 to 1; 0 (the default) decodes greedily with fallback to higher temperatures.
+    temperature: Option<f64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TranscriptionJson {
+    pub text: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct VerboseSegment {
+    pub id: usize,
+    pub start: f64,
+    pub end: f64,
+    pub text: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TranscriptionVerbose {
+    pub task: &'static str,
+    pub language: String,
+    pub duration: f64,
+    pub text: String,
+    pub segments: Vec<VerboseSegment>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ModelView {
+    pub id: &'static str,
+    pub object: &'static str,
+    pub created: i64,
+    pub owned_by: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ModelList {
+    pub object: &'static str,
+    pub data: Vec<ModelView>,
+}
+
+#[utoipa::path(get, path = "/v1/models", tag = "openai",
+    responses((status = 200, body = ModelList), (status = 401, body = ErrorBody)))]
+pub async fn models(principal: Principal) -> Result<Json<ModelList>, ApiError> {
+    principal.require(Scope::Batch)?;
+    Ok(Json(ModelList {
+        object: "list",
+        data: MODELS
+            .iter()
+            .map(|id| ModelView {
+                id,
+                object: "model",
+                created: 0,
+                owned_by: "hark",
+            })
+            .collect(),
+    }))
+}
+
+#[utoipa::path(post, path = "/v1/audio/transcriptions", tag = "openai",
+    request_body(content = TranscriptionForm, content_type = "multipart/form-data"),
+    responses((status = 200, description = "The transcript in the requested format", body = TranscriptionJson),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 413, body = ErrorBody)))]
+pub async fn transcriptions(
+    State(state): State<AppState>,
+    principal: Principal,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<Response, ApiError> {
+    principal.require(Scope::Batch)?;
+    let mut multipart = multipart.map_err(|r| ApiError::Rejected {
+        status: r.status(),
+        message: r.body_text(),
+    })?;
+    let limit = state.config.max_upload_bytes as u64;
+    let mut file = None;
+    let mut model = None;
+    let mut language = None;
+    let mut format = String::from("json");
+    let mut temperature = None;
+    while let Some(mut field) = multipart.next_field().await? {
+        match field.name().unwrap_or_default() {
+            "file" => {
+                if let Some(previous) =
+                    file.replace(receive_file(&state.blobs, &mut field, limit).await?)
+                {
+                    previous.abort().await;
+                }
+            }
+            "model" => model = Some(field.text().await?),
+            "language" => language = Some(field.text().await?).filter(|l| !l.trim().is_empty()),
+            "response_format" => format = field.text().await?,
+            "temperature" => temperature = Some(field.text().await?),
+            _ => {}
+        }
+    }
+    let Some(file) = file else {
+        return Err(ApiError::bad_request(
+            "file: a multipart field named `file` is required",
+        ));
+    };
+    let checked = check_request(model.as_deref(), &format, temperature.as_deref());
+    let temperature = match checked {
+        Ok(t) => t,
+        Err(e) => {
+            file.abort().await;
+            return Err(e);
+        }
+    };
+    if file.size() == 0 {
+        file.abort().await;
+        return Err(ApiError::bad_request("file: the file is empty"));
+    }
+    let key = file.commit().await?;
+    let path = state
+        .blobs
+        .path(&key)
+        .ok_or_else(|| ApiError::Internal("blob path".into()))?;
+    let options = JobOptions {
+        language,
+        temperature,
+    };
+    let result = state.pipeline.transcribe_now(path, &options).await;
+    let _ = state.blobs.delete(&key).await;
+    let transcript = result.map_err(|e| match e {
+        SpeechError::Audio(message) => ApiError::bad_request(format!("file: {message}")),
+        other => ApiError::Internal(other.to_string()),
+    })?;
+    let segments: Vec<Segment> = transcript
+        .segments
+        .iter()
+        .map(|s| Segment {
+            start: s.start,
+            end: s.end,
+            text: s.text.trim().to_owned(),
+        })
+        .collect();
+    let text = transcripts::plain_text(&segments);
+    let plain = |content_type: &'static str, body: String| {
+        ([(header::CONTENT_TYPE, content_type)], body).into_response()
+    };
+    Ok(match format.as_str() {
+        "text" => plain("text/plain; charset=utf-8", text),
+        "srt" => plain("text/plain; charset=utf-8", transcripts::srt(&segments)),
+        "vtt" => plain("text/plain; charset=utf-8", transcripts::vtt(&segments)),
+        "verbose_json" => Json(TranscriptionVerbose {
+            task: "transcribe",
+            language: transcript.language.clone(),
+            duration: transcript.duration,
+            text,
+            segments: segments
+                .into_iter()
+                .enumerate()
+                .map(|(id, s)| VerboseSegment {
+                    id,
+                    start: s.start,
+                    end: s.end,
+                    text: s.text,
+                })
+                .collect(),
+        })
+        .into_response(),
+        _ => Json(TranscriptionJson { text }).into_response(),
+    })
+}
+
+fn check_request(
+    model: Option<&str>,
+    format: &str,
+    temperature: Option<&str>,
+) -> Result<Option<f64>, ApiError> {
+    match model {
+        None => return Err(ApiError::bad_request("model: required (use whisper-1)")),
+        Some(m) if !MODELS.contains(&m.trim()) => {
+            return Err(ApiError::bad_request(format!(
+                "model: {m:?} is not available; use whisper-1"
+            )));
+        }
+        Some(_) => {}
+    }
+    if !["json", "text", "srt", "vtt", "verbose_json"].contains(&format) {
+        return Err(ApiError::bad_request(
+            "response_format: use json, text, srt, vtt or verbose_json",
+        ));
+    }
+    match temperature.map(|t| t.trim().parse::<f64>()) {
+        None => Ok(None),
+        Some(Ok(t)) if (0.0..=1.0).contains(&t) => Ok((t > 0.0).then_some(t)),
+        Some(_) => Err(ApiError::bad_request("temperature: a number from 0 to 1")),
+    }
+}

@@ -1,0 +1,208 @@
+//! Audio intake shared by `POST /api/recordings` and `POST /api/v3/speech-to-text`: the
+//! multipart form is streamed to a durable blob, validated, and the recording and its
+//! transcription job are stored together before the client hears back.
+
+use axum::extract::Multipart;
+use axum::extract::multipart::{Field, MultipartRejection};
+use axum::http::StatusCode;
+use hark_core::recordings::validate_title;
+use hark_store::DEFAULT_PROJECT_ID;
+use hark_store::audit::Actor;
+use hark_store::blobs::{BlobStore, BlobWriter};
+use hark_store::jobs::Job;
+use hark_store::recordings::{NewRecording, Recording};
+use utoipa::ToSchema;
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::transcription::JobOptions;
+
+/// How much of an oversized upload is read (and discarded) before giving up on the client.
+const DRAIN_ALLOWANCE: u64 = 64 * 1024 * 1024;
+
+/// The multipart form, for the OpenAPI document.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct UploadForm {
+    /// The audio file (WAV, MP3, FLAC, Ogg/Vorbis, M4A/AAC, …).
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    /// Defaults to the file name.
+    title: Option<String>,
+    /// Language code, e.g. `en`.
+    language: Option<String>,
+    /// Accepted for Scriptix compatibility; hark makes one kind of document.
+    document_type: Option<String>,
+}
+
+struct Received {
+    writer: BlobWriter,
+    filename: String,
+    mime: String,
+}
+
+pub async fn accept(
+    state: &AppState,
+    principal: &Principal,
+    actor: &Actor,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<(Recording, Job), ApiError> {
+    let mut multipart = multipart.map_err(|r| ApiError::Rejected {
+        status: r.status(),
+        message: r.body_text(),
+    })?;
+    let mut title = None;
+    let mut language = None;
+    let mut received: Option<Received> = None;
+    let limit = state.config.max_upload_bytes as u64;
+    let read: Result<(), ApiError> = async {
+        while let Some(mut field) = multipart.next_field().await? {
+            match field.name().unwrap_or_default() {
+                "file" => {
+                    if received.is_some() {
+                        return Err(ApiError::bad_request("file: send exactly one file"));
+                    }
+                    let filename = field.file_name().unwrap_or("upload").to_owned();
+                    let mime = field
+                        .content_type()
+                        .unwrap_or("application/octet-stream")
+                        .to_owned();
+                    let writer = receive_file(&state.blobs, &mut field, limit).await?;
+                    received = Some(Received {
+                        writer,
+                        filename,
+                        mime,
+                    });
+                }
+                "title" => title = Some(field.text().await?),
+                "language" => language = Some(field.text().await?),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+    .await;
+    let Some(Received {
+        writer,
+        filename,
+        mime,
+    }) = received
+    else {
+        read?;
+        return Err(ApiError::bad_request(
+            "file: a multipart field named `file` is required",
+        ));
+    };
+    let validated = read.and_then(|()| validate(&writer, title.as_deref(), &filename, language));
+    let (title, language) = match validated {
+        Ok(v) => v,
+        Err(e) => {
+            writer.abort().await;
+            return Err(e);
+        }
+    };
+    let size = writer.size() as i64;
+    let blob_key = writer.commit().await?;
+    let options = serde_json::to_string(&JobOptions {
+        language: language.clone(),
+        temperature: None,
+    })
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let new = NewRecording {
+        user_id: principal.user_id,
+        project_id: DEFAULT_PROJECT_ID,
+        title,
+        original_filename: filename.chars().take(255).collect(),
+        mime_type: mime,
+        size_bytes: size,
+        blob_key: blob_key.clone(),
+        language,
+    };
+    let max_attempts = state.pipeline.config.max_attempts;
+    let (recording, job) = match state
+        .store
+        .jobs()
+        .submit(&new, &options, max_attempts)
+        .await
+    {
+        Ok(submitted) => submitted,
+        Err(e) => {
+            let _ = state.blobs.delete(&blob_key).await;
+            return Err(e.into());
+        }
+    };
+    state.pipeline.wake();
+    state
+        .store
+        .audit()
+        .record(
+            actor,
+            "recording.created",
+            &format!("recording:{}", recording.id),
+            None,
+        )
+        .await?;
+    Ok((recording, job))
+}
+
+fn validate(
+    writer: &BlobWriter,
+    title: Option<&str>,
+    filename: &str,
+    language: Option<String>,
+) -> Result<(String, Option<String>), ApiError> {
+    if writer.size() == 0 {
+        return Err(ApiError::bad_request("file: the file is empty"));
+    }
+    let title = validate_title(title.unwrap_or(filename))?;
+    let language = language
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty());
+    let well_formed =
+        |l: &String| l.len() <= 16 && l.chars().all(|c| c.is_ascii_alphabetic() || c == '-');
+    if language.as_ref().is_some_and(|l| !well_formed(l)) {
+        return Err(ApiError::bad_request(
+            "language: use a code such as en or en-US",
+        ));
+    }
+    Ok((title, language))
+}
+
+/// Streams one file field into a new blob, refusing more than `limit` bytes. An oversized
+/// upload is still read on (up to [`DRAIN_ALLOWANCE`] more, then the connection is dropped),
+/// so that clients which send the whole body before reading the answer still get the 413.
+pub async fn receive_file(
+    blobs: &BlobStore,
+    field: &mut Field<'_>,
+    limit: u64,
+) -> Result<BlobWriter, ApiError> {
+    let mut writer = blobs.writer().await?;
+    let mut received: u64 = 0;
+    let outcome: Result<(), ApiError> = async {
+        while let Some(chunk) = field.chunk().await? {
+            received += chunk.len() as u64;
+            if received > limit {
+                if received > limit.saturating_add(DRAIN_ALLOWANCE) {
+                    break;
+                }
+                continue;
+            }
+            writer.write(&chunk).await?;
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = outcome {
+        writer.abort().await;
+        return Err(e);
+    }
+    if received > limit {
+        writer.abort().await;
+        return Err(ApiError::Rejected {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            message: format!("file: larger than the {limit}-byte upload limit"),
+        });
+    }
+    Ok(writer)
+}

@@ -1,0 +1,279 @@
+//! The transcription pipeline: in-process workers that claim queued jobs, run the speech
+//! engine off the async threads, keep their lease alive while they work, and write the
+//! transcript and summary back — or a readable reason when the audio cannot be used.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hark_core::recordings::Segment;
+use hark_speech::{Engine, Options, SpeechError, Transcript};
+use hark_store::jobs::{Job, Outcome};
+use serde::{Deserialize, Serialize};
+use time::Duration;
+use tokio::sync::{Notify, OnceCell, Semaphore};
+
+use crate::state::AppState;
+
+/// How many sentences the embedded summarizer keeps.
+const SUMMARY_SENTENCES: usize = 3;
+
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    pub workers: usize,
+    pub model_dir: PathBuf,
+    pub lease: Duration,
+    pub poll_interval: std::time::Duration,
+    pub max_attempts: i64,
+    pub beam_size: usize,
+}
+
+/// What a client asked for when submitting audio, stored with the job.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct JobOptions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+}
+
+pub struct Pipeline {
+    pub config: PipelineConfig,
+    engine: OnceCell<Arc<Engine>>,
+    wake: Notify,
+    /// Bounds synchronous transcriptions (the OpenAI-compatible endpoint) to the worker count.
+    sync_slots: Semaphore,
+}
+
+impl Pipeline {
+    pub fn new(config: PipelineConfig) -> Self {
+        Pipeline {
+            sync_slots: Semaphore::new(config.workers.max(1)),
+            config,
+            engine: OnceCell::new(),
+            wake: Notify::new(),
+        }
+    }
+
+    /// Tells idle workers there is work, so they need not wait for their next poll.
+    pub fn wake(&self) {
+        self.wake.notify_waiters();
+    }
+
+    /// The engine, loaded on first use (a few hundred milliseconds) and shared afterwards.
+    pub async fn engine(&self) -> Result<Arc<Engine>, SpeechError> {
+        let dir = self.config.model_dir.clone();
+        self.engine
+            .get_or_try_init(|| async move {
+                tokio::task::spawn_blocking(move || Engine::load(&dir).map(Arc::new))
+                    .await
+                    .map_err(|e| SpeechError::Model(format!("engine loading stopped: {e}")))?
+            })
+            .await
+            .cloned()
+    }
+
+    pub fn decoding_options(&self, options: &JobOptions) -> Options {
+        let mut decoding = Options {
+            beam_size: self.config.beam_size,
+            language: options.language.clone(),
+            ..Options::default()
+        };
+        if let Some(t) = options.temperature {
+            decoding.temperatures = vec![t];
+        }
+        decoding
+    }
+
+    /// Transcribes a file right away (bounded by the worker count), for synchronous APIs.
+    pub async fn transcribe_now(
+        &self,
+        path: PathBuf,
+        options: &JobOptions,
+    ) -> Result<Transcript, SpeechError> {
+        let _slot = self
+            .sync_slots
+            .acquire()
+            .await
+            .map_err(|_| SpeechError::Model("the server is shutting down".into()))?;
+        let engine = self.engine().await?;
+        let decoding = self.decoding_options(options);
+        tokio::task::spawn_blocking(move || {
+            let samples = hark_speech::audio::load_16k(&path)?;
+            engine.transcribe(&samples, &decoding, &mut |_| {})
+        })
+        .await
+        .map_err(|e| SpeechError::Model(format!("transcription stopped: {e}")))?
+    }
+}
+
+/// Starts the worker pool; each worker runs until the process ends.
+pub fn spawn_workers(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "hark".into());
+    (0..state.pipeline.config.workers)
+        .map(|n| {
+            let state = state.clone();
+            let name = format!("{host}-{}-{n}", std::process::id());
+            tokio::spawn(async move { work(state, name).await })
+        })
+        .collect()
+}
+
+async fn work(state: AppState, name: String) {
+    let config = state.pipeline.config.clone();
+    loop {
+        // Registered before looking for work, so a wake-up during the claim is not missed.
+        let wake = state.pipeline.wake.notified();
+        tokio::pin!(wake);
+        wake.as_mut().enable();
+        if let Err(e) = state.store.jobs().fail_exhausted().await {
+            tracing::warn!(error = %e, "could not close exhausted jobs");
+        }
+        match state.store.jobs().claim(&name, config.lease).await {
+            Ok(Some(job)) => process(&state, &name, job).await,
+            Ok(None) => {
+                tokio::select! {
+                    () = wake => {}
+                    () = tokio::time::sleep(config.poll_interval) => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not claim a job; retrying");
+                tokio::time::sleep(config.poll_interval).await;
+            }
+        }
+    }
+}
+
+async fn process(state: &AppState, worker: &str, job: Job) {
+    let jobs = state.store.jobs();
+    tracing::info!(
+        job = job.id,
+        recording = job.recording_id,
+        attempt = job.attempts,
+        "transcription started"
+    );
+    let engine = match state.pipeline.engine().await {
+        Ok(engine) => engine,
+        Err(e) => {
+            tracing::error!(error = %e, "the speech engine is unavailable; the job stays queued");
+            let _ = jobs.release(&job, worker, &e.to_string()).await;
+            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            return;
+        }
+    };
+    let recording = match state.store.recordings().by_id(job.recording_id).await {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = jobs
+                .fail(&job, worker, &format!("the recording is gone: {e}"))
+                .await;
+            return;
+        }
+    };
+    let Some(path) = state.blobs.path(&recording.blob_key) else {
+        let _ = jobs
+            .fail(&job, worker, "the stored audio cannot be found")
+            .await;
+        return;
+    };
+    let options: JobOptions = serde_json::from_str(&job.options).unwrap_or_default();
+    let decoding = state.pipeline.decoding_options(&options);
+    let progress = Arc::new(AtomicU64::new(0f64.to_bits()));
+    let heartbeat = spawn_heartbeat(state.clone(), worker.to_owned(), job.id, progress.clone());
+    let reported = progress.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let samples = hark_speech::audio::load_16k(&path)?;
+        engine.transcribe(&samples, &decoding, &mut |p| {
+            reported.store(p.to_bits(), Ordering::Relaxed)
+        })
+    })
+    .await;
+    heartbeat.abort();
+    let outcome = match result {
+        Ok(Ok(transcript)) => transcript,
+        Ok(Err(SpeechError::Audio(reason))) => {
+            tracing::info!(job = job.id, %reason, "the audio cannot be transcribed");
+            let _ = jobs.fail(&job, worker, &reason).await;
+            return;
+        }
+        Ok(Err(e)) => return retry_or_fail(state, worker, &job, &e.to_string()).await,
+        Err(e) => {
+            return retry_or_fail(state, worker, &job, &format!("the worker stopped: {e}")).await;
+        }
+    };
+    if let Err(e) = jobs.mark_summarizing(&job).await {
+        return retry_or_fail(state, worker, &job, &e.to_string()).await;
+    }
+    let text = outcome.text();
+    let summary = hark_speech::summary::summarize(&text, SUMMARY_SENTENCES);
+    let stored = Outcome {
+        segments: outcome
+            .segments
+            .iter()
+            .map(|s| Segment {
+                start: s.start,
+                end: s.end,
+                text: s.text.trim().to_owned(),
+            })
+            .collect(),
+        summary,
+        duration_seconds: outcome.duration,
+        language: outcome.language.clone(),
+    };
+    match jobs.complete(&job, worker, &stored).await {
+        Ok(true) => tracing::info!(
+            job = job.id,
+            recording = job.recording_id,
+            "transcription completed"
+        ),
+        Ok(false) => tracing::warn!(
+            job = job.id,
+            "lease lost before completion; another worker owns the job"
+        ),
+        Err(e) => retry_or_fail(state, worker, &job, &e.to_string()).await,
+    }
+}
+
+async fn retry_or_fail(state: &AppState, worker: &str, job: &Job, reason: &str) {
+    let jobs = state.store.jobs();
+    tracing::warn!(job = job.id, attempt = job.attempts, %reason, "transcription attempt failed");
+    let result = if job.attempts >= job.max_attempts {
+        jobs.fail(job, worker, reason).await.map(|_| ())
+    } else {
+        jobs.release(job, worker, reason).await
+    };
+    if let Err(e) = result {
+        tracing::error!(job = job.id, error = %e, "could not record the failure");
+    }
+}
+
+fn spawn_heartbeat(
+    state: AppState,
+    worker: String,
+    job_id: i64,
+    progress: Arc<AtomicU64>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let lease = state.pipeline.config.lease;
+        let every =
+            std::time::Duration::from_millis((lease.whole_milliseconds() / 3).max(100) as u64);
+        loop {
+            tokio::time::sleep(every).await;
+            let done = f64::from_bits(progress.load(Ordering::Relaxed));
+            match state
+                .store
+                .jobs()
+                .heartbeat(job_id, &worker, lease, done)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(job = job_id, "lease lost");
+                    return;
+                }
+                Err(e) => tracing::warn!(job = job_id, error = %e, "heartbeat failed"),
+            }
+        }
+    })
+}

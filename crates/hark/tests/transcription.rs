@@ -1,0 +1,297 @@
+//! Real audio through the real engine, over HTTP: the recordings API, the Scriptix-style
+//! batch API, the OpenAI-compatible endpoint, failures and crash recovery.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+const LIMIT: Duration = Duration::from_secs(180);
+
+fn reference(name: &str) -> String {
+    std::fs::read_to_string(shared_audio(name)).unwrap()
+}
+
+#[tokio::test]
+async fn an_uploaded_recording_gets_a_transcript_and_a_summary() {
+    let server = TestServer::start().await;
+    let token = server.user_with_token("ada", "member");
+    let res = server
+        .upload(&token, &shared_audio("meeting_01.wav"), Some("Planning"))
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let id = res.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let rec = wait_for_recording(&server, &token, id, LIMIT).await;
+    assert_eq!(rec["status"], "COMPLETED", "{rec}");
+    assert_eq!(rec["language"], "en");
+    assert!(rec["duration_seconds"].as_f64().unwrap() > 5.0);
+
+    let transcript: Value = server
+        .get(&format!("/api/recordings/{id}/transcript"), &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let text = transcript["transcript"].as_str().unwrap();
+    let wer = word_error_rate(&reference("meeting_01.txt"), text);
+    eprintln!("meeting_01 WER {:.1}%: {text}", wer * 100.0);
+    assert!(wer < 0.15, "WER {wer} for {text:?}");
+    let segments = transcript["segments"].as_array().unwrap();
+    assert!(!segments.is_empty());
+    let mut last_end = 0.0;
+    for s in segments {
+        let (start, end) = (s["start"].as_f64().unwrap(), s["end"].as_f64().unwrap());
+        assert!(
+            start >= last_end - 0.01 && end >= start && end <= 9.0,
+            "{s}"
+        );
+        last_end = end;
+    }
+    let summary: Value = server
+        .get(&format!("/api/recordings/{id}/summary"), &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        summary["summary"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("planning meeting"),
+        "{summary}"
+    );
+}
+
+#[tokio::test]
+async fn batch_sessions_need_the_batch_scope_and_serve_every_format() {
+    let server = TestServer::start().await;
+    server.create_user("ada", "member");
+    let batch = server.cli_token("ada", "batch", &["--scopes", "batch"]);
+    let reader = server.cli_token("ada", "reader", &["--scopes", "read,write"]);
+    let form = || {
+        let bytes = std::fs::read(shared_audio("support_02.wav")).unwrap();
+        reqwest::multipart::Form::new()
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(bytes).file_name("support_02.wav"),
+            )
+            .text("language", "en")
+            .text("document_type", "document")
+    };
+    let url = server.url("/api/v3/speech-to-text");
+    let denied = server
+        .client
+        .post(&url)
+        .bearer_auth(&reader)
+        .multipart(form())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(denied).await,
+        (StatusCode::FORBIDDEN, "forbidden".into())
+    );
+
+    let res = server
+        .client
+        .post(&url)
+        .bearer_auth(&batch)
+        .multipart(form())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let created: Value = res.json().await.unwrap();
+    let session = format!("/api/v3/sessions/{}", created["session_id"]);
+    let document = format!("/api/v3/documents/{}", created["document_id"]);
+    let early = server.get(&format!("{document}?format=srt"), &batch).await;
+    assert!(matches!(
+        early.status(),
+        StatusCode::CONFLICT | StatusCode::OK
+    ));
+
+    let seen = std::sync::Mutex::new(Vec::new());
+    server
+        .eventually(LIMIT, || async {
+            let s: Value = server.get(&session, &batch).await.json().await.unwrap();
+            let status = s["status"].as_str().unwrap().to_owned();
+            seen.lock().unwrap().push(status.clone());
+            status == "completed"
+        })
+        .await;
+    let seen = seen.into_inner().unwrap();
+    assert!(
+        seen.iter()
+            .all(|s| ["queued", "processing", "summarizing", "completed"].contains(&s.as_str())),
+        "{seen:?}"
+    );
+    let s: Value = server.get(&session, &batch).await.json().await.unwrap();
+    assert_eq!(s["progress"], 100);
+
+    let doc: Value = server.get(&document, &batch).await.json().await.unwrap();
+    let wer = word_error_rate(&reference("support_02.txt"), doc["text"].as_str().unwrap());
+    assert!(wer < 0.15, "{doc}");
+    let txt = server
+        .get(&format!("{document}?format=txt"), &batch)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(txt, doc["text"].as_str().unwrap());
+    let srt = server
+        .get(&format!("{document}?format=srt"), &batch)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(srt.starts_with("1\n00:00:00,000 --> "), "{srt}");
+    let vtt = server
+        .get(&format!("{document}?format=vtt"), &batch)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(vtt.starts_with("WEBVTT\n\n00:00:"), "{vtt}");
+    let bad = server.get(&format!("{document}?format=pdf"), &batch).await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+
+    let other = server.user_with_token("bob", "member");
+    assert_eq!(
+        server.get(&session, &other).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        server.get(&document, &other).await.status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn a_corrupt_file_fails_with_a_reason_and_nothing_panics() {
+    let server = TestServer::start().await;
+    let token = server.user_with_token("ada", "member");
+    let dir = tempfile::tempdir().unwrap();
+    let corrupt = dir.path().join("broken.wav");
+    let mut bytes = std::fs::read(shared_audio("meeting_02.wav")).unwrap();
+    bytes.truncate(44);
+    bytes.extend(b"definitely not PCM audio".repeat(10));
+    std::fs::write(&corrupt, &bytes).unwrap();
+    let noise = dir.path().join("noise.mp3");
+    std::fs::write(&noise, b"ID3 this is text pretending to be an mp3").unwrap();
+    for file in [corrupt, noise] {
+        let res = server.upload(&token, &file, None).await;
+        assert_eq!(
+            res.status(),
+            StatusCode::CREATED,
+            "accepted first, judged by the engine"
+        );
+        let id = res.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+        let rec = wait_for_recording(&server, &token, id, LIMIT).await;
+        assert_eq!(rec["status"], "FAILED", "{rec}");
+        let reason = rec["error"].as_str().unwrap();
+        assert!(
+            !reason.is_empty() && !reason.contains("panicked"),
+            "{reason}"
+        );
+    }
+    assert!(!server.log_text().contains("panicked"));
+    let ok = server
+        .upload(&token, &shared_audio("news_01.wav"), None)
+        .await;
+    let id = ok.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    assert_eq!(
+        wait_for_recording(&server, &token, id, LIMIT).await["status"],
+        "COMPLETED",
+        "the worker lives on"
+    );
+}
+
+#[tokio::test]
+async fn a_job_whose_worker_died_completes_after_restart() {
+    let mut server = TestServer::start_with(&["--job-lease-secs", "2"]).await;
+    let token = server.user_with_token("ada", "member");
+    let res = server
+        .upload(&token, &shared_audio("long_mix.wav"), None)
+        .await;
+    let id = res.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    server
+        .eventually(Duration::from_secs(60), || async {
+            let rec: Value = server
+                .get(&format!("/api/recordings/{id}"), &token)
+                .await
+                .json()
+                .await
+                .unwrap();
+            rec["status"] == "PROCESSING"
+        })
+        .await;
+    server.kill();
+    server.restart(&["--job-lease-secs", "2"]);
+    let rec = wait_for_recording(&server, &token, id, Duration::from_secs(300)).await;
+    assert_eq!(rec["status"], "COMPLETED", "{rec}");
+    let transcript: Value = server
+        .get(&format!("/api/recordings/{id}/transcript"), &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let wer = word_error_rate(
+        &reference("long_mix.txt"),
+        transcript["transcript"].as_str().unwrap(),
+    );
+    assert!(wer < 0.25, "WER {wer}");
+    assert!(
+        server.log_text().contains("attempt=2"),
+        "the second attempt did the work"
+    );
+}
+
+#[tokio::test]
+async fn the_openai_compatible_endpoint_answers_in_every_format() {
+    let server = TestServer::start().await;
+    let token = server.user_with_token("ada", "member");
+    let models: Value = server.get("/v1/models", &token).await.json().await.unwrap();
+    assert_eq!(models["data"][0]["id"], "whisper-1");
+    let ask = |format: &'static str| {
+        let bytes = std::fs::read(shared_audio("lecture_02.wav")).unwrap();
+        let form = reqwest::multipart::Form::new()
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(bytes).file_name("lecture_02.wav"),
+            )
+            .text("model", "whisper-1")
+            .text("response_format", format);
+        server
+            .client
+            .post(server.url("/v1/audio/transcriptions"))
+            .bearer_auth(&token)
+            .multipart(form)
+            .send()
+    };
+    let json: Value = ask("json").await.unwrap().json().await.unwrap();
+    let wer = word_error_rate(&reference("lecture_02.txt"), json["text"].as_str().unwrap());
+    assert!(wer < 0.2, "{json}");
+    let text = ask("text").await.unwrap().text().await.unwrap();
+    assert_eq!(text, json["text"].as_str().unwrap());
+    let verbose: Value = ask("verbose_json").await.unwrap().json().await.unwrap();
+    assert_eq!(verbose["task"], "transcribe");
+    assert!(!verbose["segments"].as_array().unwrap().is_empty());
+    assert!(
+        ask("srt")
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+            .contains(" --> ")
+    );
+    assert_eq!(ask("docx").await.unwrap().status(), StatusCode::BAD_REQUEST);
+    let none_left = std::fs::read_dir(server.data_dir.path().join("blobs/recordings"))
+        .unwrap()
+        .count();
+    assert_eq!(none_left, 0, "synchronous transcriptions keep no audio");
+}
