@@ -65,9 +65,11 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     let background = spawn_background(state.clone());
     let workers = transcription::spawn_workers(&state);
-    if !state.pipeline.config.model_dir.join("model.bin").is_file() {
+    if let transcription::Backend::Embedded { model_dir } = &state.pipeline.config.backend
+        && !model_dir.join("model.bin").is_file()
+    {
         tracing::error!(
-            model_dir = %state.pipeline.config.model_dir.display(),
+            model_dir = %model_dir.display(),
             "no Whisper model found: uploads will wait in the queue until one is installed \
              (scripts/fetch-model.sh DIR, then restart with --model-dir DIR)"
         );

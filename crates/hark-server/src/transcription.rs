@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use hark_core::recordings::Segment;
+use hark_speech::remote::RemoteEngine;
+use hark_speech::summary::ChatSummarizer;
 use hark_speech::{Engine, Options, SpeechError, Transcript};
 use hark_store::jobs::{Job, Outcome};
 use serde::{Deserialize, Serialize};
@@ -18,10 +20,29 @@ use crate::state::AppState;
 /// How many sentences the embedded summarizer keeps.
 const SUMMARY_SENTENCES: usize = 3;
 
-#[derive(Debug, Clone)]
+/// Who does the transcribing.
+#[derive(Debug)]
+pub enum Backend {
+    /// The embedded Whisper engine on a local model folder.
+    Embedded { model_dir: PathBuf },
+    /// An OpenAI-compatible transcription server.
+    Remote(RemoteEngine),
+}
+
+/// Who writes the summaries.
+#[derive(Debug)]
+pub enum Summaries {
+    /// The embedded extractive summarizer.
+    Extractive,
+    /// An OpenAI-compatible chat model; the extractive summary stands in when it fails.
+    Chat(ChatSummarizer),
+}
+
+#[derive(Debug)]
 pub struct PipelineConfig {
     pub workers: usize,
-    pub model_dir: PathBuf,
+    pub backend: Backend,
+    pub summaries: Summaries,
     pub lease: Duration,
     pub poll_interval: std::time::Duration,
     pub max_attempts: i64,
@@ -60,9 +81,9 @@ impl Pipeline {
         self.wake.notify_waiters();
     }
 
-    /// The engine, loaded on first use (a few hundred milliseconds) and shared afterwards.
-    pub async fn engine(&self) -> Result<Arc<Engine>, SpeechError> {
-        let dir = self.config.model_dir.clone();
+    /// The embedded engine, loaded on first use (a few hundred milliseconds) and shared.
+    async fn engine(&self, model_dir: &std::path::Path) -> Result<Arc<Engine>, SpeechError> {
+        let dir = model_dir.to_path_buf();
         self.engine
             .get_or_try_init(|| async move {
                 tokio::task::spawn_blocking(move || Engine::load(&dir).map(Arc::new))
@@ -85,6 +106,20 @@ impl Pipeline {
         decoding
     }
 
+    /// A summary of `text`, by the configured summarizer; never fails (the extractive
+    /// summary stands in for a chat model that does not answer).
+    pub async fn summarize(&self, text: &str) -> String {
+        if let Summaries::Chat(chat) = &self.config.summaries {
+            match chat.summarize(text).await {
+                Ok(summary) => return summary,
+                Err(e) => {
+                    tracing::warn!(error = %e, "chat summary failed; using the extractive one")
+                }
+            }
+        }
+        hark_speech::summary::summarize(text, SUMMARY_SENTENCES)
+    }
+
     /// Transcribes a file right away (bounded by the worker count), for synchronous APIs.
     pub async fn transcribe_now(
         &self,
@@ -96,14 +131,33 @@ impl Pipeline {
             .acquire()
             .await
             .map_err(|_| SpeechError::Model("the server is shutting down".into()))?;
-        let engine = self.engine().await?;
-        let decoding = self.decoding_options(options);
-        tokio::task::spawn_blocking(move || {
-            let samples = hark_speech::audio::load_16k(&path)?;
-            engine.transcribe(&samples, &decoding, &mut |_| {})
-        })
-        .await
-        .map_err(|e| SpeechError::Model(format!("transcription stopped: {e}")))?
+        self.transcribe(path, options, Arc::new(AtomicU64::new(0)))
+            .await
+    }
+
+    /// Runs the configured backend; the embedded engine reports progress (0 to 1, as f64
+    /// bits) while it works.
+    pub async fn transcribe(
+        &self,
+        path: PathBuf,
+        options: &JobOptions,
+        progress: Arc<AtomicU64>,
+    ) -> Result<Transcript, SpeechError> {
+        match &self.config.backend {
+            Backend::Remote(remote) => remote.transcribe(&path, options.language.as_deref()).await,
+            Backend::Embedded { model_dir } => {
+                let engine = self.engine(model_dir).await?;
+                let decoding = self.decoding_options(options);
+                tokio::task::spawn_blocking(move || {
+                    let samples = hark_speech::audio::load_16k(&path)?;
+                    engine.transcribe(&samples, &decoding, &mut |p| {
+                        progress.store(p.to_bits(), Ordering::Relaxed)
+                    })
+                })
+                .await
+                .map_err(|e| SpeechError::Model(format!("transcription stopped: {e}")))?
+            }
+        }
     }
 }
 
@@ -120,7 +174,10 @@ pub fn spawn_workers(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
 }
 
 async fn work(state: AppState, name: String) {
-    let config = state.pipeline.config.clone();
+    let (lease, poll) = (
+        state.pipeline.config.lease,
+        state.pipeline.config.poll_interval,
+    );
     loop {
         // Registered before looking for work, so a wake-up during the claim is not missed.
         let wake = state.pipeline.wake.notified();
@@ -129,17 +186,17 @@ async fn work(state: AppState, name: String) {
         if let Err(e) = state.store.jobs().fail_exhausted().await {
             tracing::warn!(error = %e, "could not close exhausted jobs");
         }
-        match state.store.jobs().claim(&name, config.lease).await {
+        match state.store.jobs().claim(&name, lease).await {
             Ok(Some(job)) => process(&state, &name, job).await,
             Ok(None) => {
                 tokio::select! {
                     () = wake => {}
-                    () = tokio::time::sleep(config.poll_interval) => {}
+                    () = tokio::time::sleep(poll) => {}
                 }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "could not claim a job; retrying");
-                tokio::time::sleep(config.poll_interval).await;
+                tokio::time::sleep(poll).await;
             }
         }
     }
@@ -153,15 +210,6 @@ async fn process(state: &AppState, worker: &str, job: Job) {
         attempt = job.attempts,
         "transcription started"
     );
-    let engine = match state.pipeline.engine().await {
-        Ok(engine) => engine,
-        Err(e) => {
-            tracing::error!(error = %e, "the speech engine is unavailable; the job stays queued");
-            let _ = jobs.release(&job, worker, &e.to_string()).await;
-            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
-            return;
-        }
-    };
     let recording = match state.store.recordings().by_id(job.recording_id).await {
         Ok(r) => r,
         Err(e) => {
@@ -178,35 +226,30 @@ async fn process(state: &AppState, worker: &str, job: Job) {
         return;
     };
     let options: JobOptions = serde_json::from_str(&job.options).unwrap_or_default();
-    let decoding = state.pipeline.decoding_options(&options);
     let progress = Arc::new(AtomicU64::new(0f64.to_bits()));
     let heartbeat = spawn_heartbeat(state.clone(), worker.to_owned(), job.id, progress.clone());
-    let reported = progress.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        let samples = hark_speech::audio::load_16k(&path)?;
-        engine.transcribe(&samples, &decoding, &mut |p| {
-            reported.store(p.to_bits(), Ordering::Relaxed)
-        })
-    })
-    .await;
+    let result = state.pipeline.transcribe(path, &options, progress).await;
     heartbeat.abort();
     let outcome = match result {
-        Ok(Ok(transcript)) => transcript,
-        Ok(Err(SpeechError::Audio(reason))) => {
+        Ok(transcript) => transcript,
+        Err(SpeechError::Audio(reason)) => {
             tracing::info!(job = job.id, %reason, "the audio cannot be transcribed");
             let _ = jobs.fail(&job, worker, &reason).await;
             return;
         }
-        Ok(Err(e)) => return retry_or_fail(state, worker, &job, &e.to_string()).await,
-        Err(e) => {
-            return retry_or_fail(state, worker, &job, &format!("the worker stopped: {e}")).await;
+        Err(SpeechError::Model(reason)) => {
+            // The server is misconfigured, not the audio bad: keep the job for a fixed server.
+            tracing::error!(job = job.id, %reason, "the speech engine is unavailable; the job stays queued");
+            let _ = jobs.release(&job, worker, &reason).await;
+            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            return;
         }
+        Err(e) => return retry_or_fail(state, worker, &job, &e.to_string()).await,
     };
     if let Err(e) = jobs.mark_summarizing(&job).await {
         return retry_or_fail(state, worker, &job, &e.to_string()).await;
     }
-    let text = outcome.text();
-    let summary = hark_speech::summary::summarize(&text, SUMMARY_SENTENCES);
+    let summary = state.pipeline.summarize(&outcome.text()).await;
     let stored = Outcome {
         segments: outcome
             .segments

@@ -7,6 +7,7 @@ mod decode;
 pub mod engine;
 pub mod eval;
 pub mod mel;
+pub mod remote;
 pub mod summary;
 pub mod tokenizer;
 pub mod whisper;
@@ -23,6 +24,9 @@ pub enum SpeechError {
     /// The model files are missing or unreadable.
     #[error("model: {0}")]
     Model(String),
+    /// A remote engine could not do the work this time; worth another try.
+    #[error("{0}")]
+    Remote(String),
     #[error("tensor computation failed: {0}")]
     Tensor(#[from] candle_core::Error),
 }

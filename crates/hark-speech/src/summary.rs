@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+use crate::SpeechError;
+
 const STOP_WORDS: &[&str] = &[
     "a", "about", "after", "all", "also", "an", "and", "any", "are", "as", "at", "be", "been",
     "before", "but", "by", "can", "could", "did", "do", "does", "for", "from", "had", "has",
@@ -81,6 +83,87 @@ fn content_words(sentence: &str) -> Vec<String> {
         .map(str::to_lowercase)
         .filter(|w| w.chars().count() > 2 && !STOP_WORDS.contains(&w.as_str()))
         .collect()
+}
+
+/// Summaries from any OpenAI-compatible chat-completions server (a local LLM, say).
+pub struct ChatSummarizer {
+    client: reqwest::Client,
+    /// Base URL up to and including `/v1`.
+    base: String,
+    key: String,
+    model: String,
+}
+
+/// Never shows the key.
+impl std::fmt::Debug for ChatSummarizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatSummarizer")
+            .field("base", &self.base)
+            .field("model", &self.model)
+            .finish()
+    }
+}
+
+const INSTRUCTIONS: &str = "Summarize this transcript of a recording in at most five sentences. \
+    Keep names, dates, numbers and decisions. Answer with the summary only.";
+
+impl ChatSummarizer {
+    pub fn new(base_url: &str, key: &str, model: &str) -> Result<Self, SpeechError> {
+        let base = base_url.trim_end_matches('/').to_owned();
+        if !base.starts_with("http://") {
+            return Err(SpeechError::Model(format!(
+                "summary URL {base:?} must start with http:// (terminate TLS in front of hark)"
+            )));
+        }
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(300))
+            .build()
+            .map_err(|e| SpeechError::Model(format!("summary client: {e}")))?;
+        Ok(ChatSummarizer {
+            client,
+            base,
+            key: key.to_owned(),
+            model: model.to_owned(),
+        })
+    }
+
+    pub async fn summarize(&self, transcript: &str) -> Result<String, SpeechError> {
+        let body = serde_json::json!({
+            "model": self.model,
+            "temperature": 0.2,
+            "messages": [
+                {"role": "system", "content": INSTRUCTIONS},
+                {"role": "user", "content": transcript},
+            ],
+        });
+        let response = self
+            .client
+            .post(format!("{}/chat/completions", self.base))
+            .bearer_auth(&self.key)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| {
+                SpeechError::Remote(format!(
+                    "the summary server cannot be reached: {}",
+                    e.without_url()
+                ))
+            })?;
+        let status = response.status();
+        let answer: serde_json::Value = response.json().await.map_err(|e| {
+            SpeechError::Remote(format!("the summary server's answer is not JSON: {e}"))
+        })?;
+        if !status.is_success() {
+            return Err(SpeechError::Remote(format!(
+                "the summary server answered {status}"
+            )));
+        }
+        answer["choices"][0]["message"]["content"]
+            .as_str()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| SpeechError::Remote("the summary server sent no summary".into()))
+    }
 }
 
 #[cfg(test)]

@@ -62,6 +62,36 @@ pub struct ServeArgs {
     /// How many times a job is tried before its recording is marked FAILED.
     #[arg(long, env = "HARK_JOB_ATTEMPTS", default_value_t = 3)]
     pub job_attempts: i64,
+    /// Send transcription to this OpenAI-compatible server instead of the embedded engine
+    /// (base URL up to /v1, e.g. http://10.0.0.5:8080/v1).
+    #[arg(long, env = "HARK_REMOTE_ENGINE_URL")]
+    pub remote_engine_url: Option<String>,
+    /// API key for the remote engine.
+    #[arg(
+        long,
+        env = "HARK_REMOTE_ENGINE_KEY",
+        hide_env_values = true,
+        default_value = ""
+    )]
+    pub remote_engine_key: String,
+    /// Model name to ask the remote engine for.
+    #[arg(long, env = "HARK_REMOTE_ENGINE_MODEL", default_value = "whisper-1")]
+    pub remote_engine_model: String,
+    /// Write summaries with this OpenAI-compatible chat-completions server (base URL up to
+    /// /v1) instead of the embedded extractive summarizer.
+    #[arg(long, env = "HARK_SUMMARY_URL")]
+    pub summary_url: Option<String>,
+    /// API key for the summary server.
+    #[arg(
+        long,
+        env = "HARK_SUMMARY_KEY",
+        hide_env_values = true,
+        default_value = ""
+    )]
+    pub summary_key: String,
+    /// Chat model to ask for summaries.
+    #[arg(long, env = "HARK_SUMMARY_MODEL", default_value = "gpt-4o-mini")]
+    pub summary_model: String,
 }
 
 /// The speech engine's settings, shared by `serve` and `transcribe`.

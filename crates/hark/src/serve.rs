@@ -2,8 +2,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use hark_server::transcription::PipelineConfig;
+use hark_server::transcription::{Backend, PipelineConfig, Summaries};
 use hark_server::{AppState, ServerConfig};
+use hark_speech::remote::RemoteEngine;
+use hark_speech::summary::ChatSummarizer;
 use hark_store::Store;
 use hark_store::blobs::BlobStore;
 
@@ -39,9 +41,26 @@ pub async fn run(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
     if !(1.0..=3600.0).contains(&args.job_lease_secs) {
         anyhow::bail!("--job-lease-secs must be between 1 and 3600");
     }
+    let backend = match &args.remote_engine_url {
+        Some(url) => Backend::Remote(
+            RemoteEngine::new(url, &args.remote_engine_key, &args.remote_engine_model)
+                .context("--remote-engine-url")?,
+        ),
+        None => Backend::Embedded {
+            model_dir: args.engine.model_dir(&data_dir),
+        },
+    };
+    let summaries = match &args.summary_url {
+        Some(url) => Summaries::Chat(
+            ChatSummarizer::new(url, &args.summary_key, &args.summary_model)
+                .context("--summary-url")?,
+        ),
+        None => Summaries::Extractive,
+    };
     let pipeline = PipelineConfig {
         workers: args.workers,
-        model_dir: args.engine.model_dir(&data_dir),
+        backend,
+        summaries,
         lease: time::Duration::seconds_f64(args.job_lease_secs),
         poll_interval: Duration::from_millis(500),
         max_attempts: args.job_attempts.clamp(1, 100),

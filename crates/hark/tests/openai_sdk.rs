@@ -1,0 +1,77 @@
+//! The official `openai` Python SDK (from PyPI, in the venv the test command makes)
+//! transcribing through hark with a hark token as its API key.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::*;
+
+fn python() -> PathBuf {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-venv/bin/python");
+    assert!(
+        path.exists(),
+        "{} is missing: scripts/test.sh creates it",
+        path.display()
+    );
+    path
+}
+
+const SCRIPT: &str = r#"
+import sys, openai
+base, key, audio = sys.argv[1], sys.argv[2], sys.argv[3]
+client = openai.OpenAI(base_url=base + "/v1", api_key=key, max_retries=0)
+print("MODELS", ",".join(m.id for m in client.models.list()))
+with open(audio, "rb") as f:
+    print("TEXT", client.audio.transcriptions.create(model="whisper-1", file=f, language="en").text)
+with open(audio, "rb") as f:
+    srt = client.audio.transcriptions.create(model="whisper-1", file=f, response_format="srt")
+    print("SRT", srt.splitlines()[1])
+try:
+    openai.OpenAI(base_url=base + "/v1", api_key="hark_pat_not-a-real-token", max_retries=0).models.list()
+    print("BADKEY accepted")
+except openai.AuthenticationError as e:
+    print("BADKEY", e.status_code)
+"#;
+
+#[tokio::test]
+async fn the_official_openai_sdk_transcribes_through_hark() {
+    let server = TestServer::start().await;
+    let token = server.user_with_token("ada", "member");
+    let clip = shared_audio("meeting_03.wav");
+    let output = tokio::task::spawn_blocking({
+        let (base, token) = (server.base.clone(), token.clone());
+        move || {
+            Command::new(python())
+                .arg("-c")
+                .arg(SCRIPT)
+                .arg(base)
+                .arg(token)
+                .arg(clip)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let line = |tag: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(tag).map(|r| r.trim().to_owned()))
+            .unwrap_or_else(|| panic!("no {tag} line in {stdout}"))
+    };
+    assert!(line("MODELS").split(',').any(|m| m == "whisper-1"));
+    let reference = std::fs::read_to_string(shared_audio("meeting_03.txt")).unwrap();
+    let wer = word_error_rate(&reference, &line("TEXT"));
+    assert!(wer < 0.2, "WER {wer}: {}", line("TEXT"));
+    assert!(line("SRT").contains(" --> "));
+    assert_eq!(line("BADKEY"), "401");
+}
