@@ -6,5 +6,6 @@ cd "$(dirname "$0")/.."
 bash scripts/fetch-model.sh models/whisper-tiny.en
 [ -x target/bench-venv/bin/python ] || python3 -m venv target/bench-venv
 target/bench-venv/bin/pip install -q faster-whisper==1.1.1 requests
-cargo build --release -q -p hark -p hark-speech --example wer
+cargo build --release -q -p hark
+cargo build --release -q -p hark-speech --example wer
 exec target/bench-venv/bin/python bench/speech.py
