@@ -72,7 +72,7 @@ impl Decoder<'_> {
         batch: usize,
     ) -> Result<(crate::whisper::DecoderState, Vec<f32>, f64), SpeechError> {
         let device = self.model.device();
-        let mut state = self.model.start(audio, batch)?;
+        let mut state = self.model.start(audio)?;
         let (head, tail) = req.prompt.split_at(req.sot_index + 1);
         let rows = |part: &[u32]| Tensor::new(part, device)?.unsqueeze(0)?.repeat((batch, 1));
         let at_sot = self.model.decode_last(&rows(head)?, &mut state)?;
@@ -161,6 +161,8 @@ impl Decoder<'_> {
             let mut next_live: Vec<Hypothesis> = Vec::new();
             let mut parents: Vec<u32> = Vec::new();
             let mut inputs: Vec<u32> = Vec::new();
+            // Walk the candidates best first until the beam is full again; the ones ending
+            // the text on the way become finished hypotheses (as OpenAI's decoder does).
             for (score, row, token, _) in candidates {
                 let mut tokens = live[row].tokens.clone();
                 if token == self.special.eot || tokens.len() >= req.max_tokens {
@@ -170,16 +172,16 @@ impl Decoder<'_> {
                             sum_logprob: score,
                         });
                     }
-                } else if next_live.len() < beams {
-                    tokens.push(token);
-                    next_live.push(Hypothesis {
-                        tokens,
-                        sum_logprob: score,
-                    });
-                    parents.push(row as u32);
-                    inputs.push(token);
+                    continue;
                 }
-                if next_live.len() == beams && finished.len() >= beams {
+                tokens.push(token);
+                next_live.push(Hypothesis {
+                    tokens,
+                    sum_logprob: score,
+                });
+                parents.push(row as u32);
+                inputs.push(token);
+                if next_live.len() == beams {
                     break;
                 }
             }
@@ -206,8 +208,8 @@ impl Decoder<'_> {
         let best = finished
             .into_iter()
             .max_by(|a, b| {
-                let sa = a.sum_logprob / (a.tokens.len() + 1) as f64;
-                let sb = b.sum_logprob / (b.tokens.len() + 1) as f64;
+                let sa = a.sum_logprob / a.tokens.len().max(1) as f64;
+                let sb = b.sum_logprob / b.tokens.len().max(1) as f64;
                 sa.total_cmp(&sb)
             })
             .unwrap_or(Hypothesis {

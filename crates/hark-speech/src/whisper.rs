@@ -76,20 +76,20 @@ pub struct DecoderState {
 }
 
 impl DecoderState {
-    /// Keeps only the given sequences, in the given order (beam search re-ranking).
+    /// Keeps only the given sequences, in the given order (beam search re-ranking). The
+    /// cross-attention keys and values are the same for every sequence (one audio window),
+    /// so only the self-attention cache moves.
     pub fn select(&mut self, rows: &[u32]) -> Result<()> {
-        let device = self
-            .cross
-            .first()
+        let Some(device) = self
+            .cache
+            .iter()
+            .flatten()
+            .next()
             .map(|(k, _)| k.device().clone())
-            .unwrap_or(Device::Cpu);
+        else {
+            return Ok(());
+        };
         let index = Tensor::new(rows, &device)?;
-        for (k, v) in &mut self.cross {
-            if k.dim(0)? != rows.len() || rows.iter().enumerate().any(|(i, r)| *r as usize != i) {
-                *k = k.index_select(&index, 0)?;
-                *v = v.index_select(&index, 0)?;
-            }
-        }
         for (k, v) in self.cache.iter_mut().flatten() {
             *k = k.index_select(&index, 0)?;
             *v = v.index_select(&index, 0)?;
@@ -262,17 +262,13 @@ impl Whisper {
         Ok(self.encoder_ln.forward(&x)?)
     }
 
-    /// Prepares decoding against `audio` ([1, frames, d]) for `batch` sequences.
-    pub fn start(&self, audio: &Tensor, batch: usize) -> Result<DecoderState> {
-        let audio = if batch > 1 {
-            audio.repeat((batch, 1, 1))?
-        } else {
-            audio.clone()
-        };
+    /// Prepares decoding against `audio` ([1, frames, d]). The cross-attention keys and
+    /// values are computed once and broadcast over however many sequences are decoded.
+    pub fn start(&self, audio: &Tensor) -> Result<DecoderState> {
         let cross = self
             .decoder_layers
             .iter()
-            .map(|layer| layer.cross_attn.cross_kv(&audio))
+            .map(|layer| layer.cross_attn.cross_kv(audio))
             .collect::<Result<Vec<_>>>()?;
         Ok(DecoderState {
             cross,
@@ -364,12 +360,12 @@ impl Attention {
     fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let dh = q.dim(D::Minus1)?;
         let scale = 1.0 / (dh as f64).sqrt();
-        let mut scores = (q.matmul(&k.t()?)? * scale)?;
+        let mut scores = (q.broadcast_matmul(&k.t()?)? * scale)?;
         if let Some(mask) = mask {
             scores = scores.broadcast_add(mask)?;
         }
         let weights = candle_nn::ops::softmax_last_dim(&scores)?;
-        let out = Self::merge_heads(&weights.matmul(v)?)?;
+        let out = Self::merge_heads(&weights.broadcast_matmul(v)?)?;
         Ok(self.out.forward(&out)?)
     }
 
