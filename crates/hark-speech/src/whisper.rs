@@ -357,15 +357,20 @@ impl Attention {
         Ok(x.transpose(1, 2)?.reshape((b, t, h * dh))?)
     }
 
-    fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+    /// Scaled dot-product attention per head: [b, h, n, dh] in, [b, h, n, dh] out.
+    fn weigh(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let dh = q.dim(D::Minus1)?;
         let scale = 1.0 / (dh as f64).sqrt();
-        let mut scores = (q.broadcast_matmul(&k.t()?)? * scale)?;
+        let mut scores = (q.matmul(&k.t()?)? * scale)?;
         if let Some(mask) = mask {
             scores = scores.broadcast_add(mask)?;
         }
         let weights = candle_nn::ops::softmax_last_dim(&scores)?;
-        let out = Self::merge_heads(&weights.broadcast_matmul(v)?)?;
+        Ok(weights.matmul(v)?)
+    }
+
+    fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let out = Self::merge_heads(&Self::weigh(q, k, v, mask)?)?;
         Ok(self.out.forward(&out)?)
     }
 
@@ -413,8 +418,23 @@ impl Attention {
         ))
     }
 
+    /// Cross-attention for `b` sequences against one audio window's keys and values
+    /// ([1, h, frames, dh]): the sequences' queries are stacked as extra query positions of
+    /// a single batch, so the audio's keys and values are read once, never copied per beam.
     fn cross_attend(&self, x: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
         let q = self.split_heads(&self.qkv_or_q.forward(x)?)?;
-        self.attend(&q, k, v, None)
+        let (b, h, n, dh) = q.dims4()?;
+        if b == 1 || k.dim(0)? != 1 {
+            return self.attend(&q, k, v, None);
+        }
+        let stacked = q
+            .permute((1, 0, 2, 3))?
+            .contiguous()?
+            .reshape((1, h, b * n, dh))?;
+        let out = Self::weigh(&stacked, k, v, None)?
+            .reshape((h, b, n, dh))?
+            .permute((1, 0, 2, 3))?
+            .contiguous()?;
+        Ok(self.out.forward(&Self::merge_heads(&out)?)?)
     }
 }
