@@ -8,7 +8,7 @@ long_mix.wav (and every clip, for word error rate) with the same settings. Timin
 wall-clock for a whole transcription in a fresh process (model loading included, as a
 user of `hark transcribe` or a first request would see), alternating the engines.
 """
-import json, os, pathlib, resource, subprocess, sys, time
+import json, os, pathlib, statistics, subprocess, sys, time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 AUDIO = ROOT.parent / "shared" / "audio"
@@ -62,8 +62,8 @@ def main():
             for _ in range(ROUNDS):
                 fw.append(run_faster_whisper(long_mix, compute, beam))
                 hk.append(run_hark(long_mix, beam))
-            fw_med = sorted(t for t, _, _ in fw)[len(fw) // 2]
-            hk_med = sorted(t for t, _, _ in hk)[len(hk) // 2]
+            fw_med = statistics.median(t for t, _, _ in fw)
+            hk_med = statistics.median(t for t, _, _ in hk)
             print(f"| faster-whisper | {compute}, beam {beam} | {', '.join('%.2f' % t for t, _, _ in fw)} | {fw_med:.2f} | | {max(r for _, r, _ in fw):.0f} |")
             print(f"| hark | f32, beam {beam} | {', '.join('%.2f' % t for t, _, _ in hk)} | {hk_med:.2f} | **{hk_med / fw_med:.2f}** vs {compute} | {max(r for _, r, _ in hk):.0f} |")
             sys.stdout.flush()
