@@ -128,6 +128,8 @@ impl Engine {
         always.push(special.sot);
         let mut at_begin = config.suppress_ids_begin;
         at_begin.push(special.eot);
+        // Multilingual Whisper vocabularies hold 51,865 tokens or more (language and task
+        // tokens); the English-only ones (`*.en`) 51,864.
         let english_only = model.dims.vocab < 51865;
         Ok(Engine {
             filters: filterbank(model.dims.n_mels),

@@ -42,9 +42,6 @@ impl From<SecretMatch> for CachedSecret {
     }
 }
 
-/// The outcome of a successful verification.
-pub type Verified = Principal;
-
 pub struct TokenAuthenticator {
     store: Store,
     cache: DashMap<TokenHash, CachedSecret>,
@@ -72,7 +69,7 @@ impl TokenAuthenticator {
 
     /// 401 for anything that is not a live token; 403 for a live token whose owner may not
     /// use tokens. Notes the use for last-used tracking without waiting on storage.
-    pub async fn verify(&self, text: &str, ip: Option<IpAddr>) -> Result<Verified, ApiError> {
+    pub async fn verify(&self, text: &str, ip: Option<IpAddr>) -> Result<Principal, ApiError> {
         let parsed = tokens::parse(text).map_err(|_| ApiError::AuthFailed)?;
         let secret = match self.cache.get(&parsed.hash) {
             Some(entry) => entry.clone(),

@@ -8,7 +8,7 @@ pub mod passwords;
 mod principal;
 pub mod sessions;
 
-pub use cache::{TokenAuthenticator, Verified};
+pub use cache::TokenAuthenticator;
 pub use extract::{AccessLogSlot, presented_token};
 pub use last_used::LastUsedRecorder;
 pub use principal::{Credential, Principal};
