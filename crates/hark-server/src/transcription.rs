@@ -56,6 +56,8 @@ pub struct JobOptions {
     pub language: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
 }
 
 pub struct Pipeline {
@@ -98,6 +100,7 @@ impl Pipeline {
         let mut decoding = Options {
             beam_size: self.config.beam_size,
             language: options.language.clone(),
+            initial_prompt: options.prompt.clone(),
             ..Options::default()
         };
         if let Some(t) = options.temperature {

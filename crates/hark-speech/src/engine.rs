@@ -28,6 +28,8 @@ pub struct Options {
     /// Tried in order while a window's result looks unreliable.
     pub temperatures: Vec<f64>,
     pub language: Option<String>,
+    /// Text that steers the first window (spellings, names, style), as OpenAI's `prompt`.
+    pub initial_prompt: Option<String>,
     pub timestamps: bool,
     pub condition_on_previous_text: bool,
     pub compression_ratio_threshold: f64,
@@ -41,6 +43,7 @@ impl Default for Options {
             beam_size: 5,
             temperatures: vec![0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
             language: None,
+            initial_prompt: None,
             timestamps: true,
             condition_on_previous_text: true,
             compression_ratio_threshold: 2.4,
@@ -172,7 +175,10 @@ impl Engine {
         };
         let max_tokens = self.model.dims.text_ctx / 2;
         let mut segments = Vec::new();
-        let mut history: Vec<u32> = Vec::new();
+        let mut history: Vec<u32> = match options.initial_prompt.as_deref().map(str::trim) {
+            Some(prompt) if !prompt.is_empty() => self.tokenizer.encode(&format!(" {prompt}"))?,
+            _ => Vec::new(),
+        };
         let mut seek = 0usize;
         while seek < content {
             let window_frames = (content - seek).min(WINDOW_FRAMES);
@@ -188,7 +194,8 @@ impl Engine {
             let mut chosen: Option<(WindowResult, f64)> = None;
             for (attempt, &temperature) in options.temperatures.iter().enumerate() {
                 let mut prompt = Vec::new();
-                let condition = options.condition_on_previous_text && !history.is_empty();
+                let condition =
+                    !history.is_empty() && (options.condition_on_previous_text || seek == 0);
                 if let Some(prev) = special.start_of_prev.filter(|_| condition) {
                     prompt.push(prev);
                     let keep = history.len().min(max_tokens - 1);

@@ -42,6 +42,8 @@ pub struct SpecialTokens {
 }
 
 pub struct Tokenizer {
+    /// Byte-level BPE encoding (for prompts), by the Hugging Face tokenizers library.
+    encoder: Option<tokenizers::Tokenizer>,
     pieces: Vec<Option<String>>,
     special: HashMap<String, u32>,
     byte_of: HashMap<char, u8>,
@@ -52,7 +54,29 @@ impl Tokenizer {
     pub fn open(path: &Path) -> Result<Self, SpeechError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| SpeechError::Model(format!("cannot read {}: {e}", path.display())))?;
-        Self::parse(&text)
+        let mut tokenizer = Self::parse(&text)?;
+        tokenizer.encoder = Some(
+            tokenizers::Tokenizer::from_bytes(text.as_bytes())
+                .map_err(|e| SpeechError::Model(format!("tokenizer.json: {e}")))?,
+        );
+        Ok(tokenizer)
+    }
+
+    /// Text tokens of `text` (no special tokens), for prompting the decoder.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, SpeechError> {
+        let encoder = self
+            .encoder
+            .as_ref()
+            .ok_or_else(|| SpeechError::Model("this tokenizer cannot encode".into()))?;
+        let encoding = encoder
+            .encode(text, false)
+            .map_err(|e| SpeechError::Model(format!("cannot encode the prompt: {e}")))?;
+        Ok(encoding
+            .get_ids()
+            .iter()
+            .copied()
+            .filter(|id| *id < self.tokens.eot)
+            .collect())
     }
 
     pub fn parse(json: &str) -> Result<Self, SpeechError> {
@@ -96,6 +120,7 @@ impl Tokenizer {
             .map(|(b, c)| (c, b))
             .collect();
         Ok(Tokenizer {
+            encoder: None,
             pieces,
             special,
             byte_of,
@@ -173,6 +198,19 @@ mod tests {
         assert_eq!(t.tokens.no_speech, Some(7));
         assert_eq!(t.language("en"), Some(6));
         assert!(Tokenizer::parse("{}").is_err());
+    }
+
+    #[test]
+    fn the_bundled_tokenizer_encodes_and_decodes_prompts() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../models/whisper-tiny.en/tokenizer.json");
+        let t = Tokenizer::open(&path).expect("the bundled model (scripts/fetch-model.sh)");
+        let ids = t.encode(" Sarah, Thursday and 1789.").unwrap();
+        assert!(
+            ids.len() >= 5 && ids.iter().all(|id| *id < t.tokens.eot),
+            "{ids:?}"
+        );
+        assert_eq!(t.decode(&ids), " Sarah, Thursday and 1789.");
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub struct TranscriptionForm {
     /// `whisper-1` or `whisper-tiny.en`.
     model: String,
     language: Option<String>,
-    /// Accepted; hark's engine does not use prompts yet.
+    /// Text that steers spelling and style (names, jargon) of the first 30 seconds.
     prompt: Option<String>,
     /// `json` (default), `text`, `srt`, `vtt` or `verbose_json`.
     response_format: Option<String>,
@@ -114,6 +114,7 @@ pub async fn transcriptions(
     let mut language = None;
     let mut format = String::from("json");
     let mut temperature = None;
+    let mut prompt = None;
     while let Some(mut field) = multipart.next_field().await? {
         match field.name().unwrap_or_default() {
             "file" => {
@@ -126,6 +127,7 @@ pub async fn transcriptions(
             "model" => model = Some(field.text().await?),
             "language" => language = Some(field.text().await?).filter(|l| !l.trim().is_empty()),
             "response_format" => format = field.text().await?,
+            "prompt" => prompt = Some(field.text().await?),
             "temperature" => temperature = Some(field.text().await?),
             _ => {}
         }
@@ -155,6 +157,7 @@ pub async fn transcriptions(
     let options = JobOptions {
         language,
         temperature,
+        prompt: prompt.filter(|p| !p.trim().is_empty()),
     };
     let result = state.pipeline.transcribe_now(path, &options).await;
     let _ = state.blobs.delete(&key).await;

@@ -106,7 +106,7 @@ pub async fn accept(
     let blob_key = writer.commit().await?;
     let options = serde_json::to_string(&JobOptions {
         language: language.clone(),
-        temperature: None,
+        ..JobOptions::default()
     })
     .map_err(|e| ApiError::Internal(e.to_string()))?;
     let new = NewRecording {
