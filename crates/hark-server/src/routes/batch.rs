@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use axum::Json;
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{ConnectInfo, Multipart, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use hark_core::recordings::RecordingStatus;
 use hark_core::scopes::Scope;
@@ -74,18 +74,14 @@ pub async fn submit(
         multipart,
     )
     .await?;
-    let mut response = (
-        StatusCode::CREATED,
-        Json(SessionCreated {
-            session_id: job.id,
-            document_id: recording.id,
-        }),
-    )
-        .into_response();
-    if let Ok(location) = HeaderValue::from_str(&format!("/api/v3/sessions/{}", job.id)) {
-        response.headers_mut().insert(header::LOCATION, location);
-    }
-    Ok(response)
+    let body = SessionCreated {
+        session_id: job.id,
+        document_id: recording.id,
+    };
+    Ok(super::created(
+        &format!("/api/v3/sessions/{}", job.id),
+        body,
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v3/sessions/{id}", tag = "batch", params(("id" = i64, Path)),

@@ -9,7 +9,11 @@ mod tags;
 mod tokens;
 mod uploads;
 
+use axum::Json;
 use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
@@ -60,6 +64,15 @@ impl Modify for SecuritySchemes {
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new("hark_session"))),
         );
     }
+}
+
+/// A 201 with `body` and a `Location` header pointing at where the new thing can be read.
+fn created(location: &str, body: impl Serialize) -> Response {
+    let mut response = (StatusCode::CREATED, Json(body)).into_response();
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
 }
 
 /// The API routes and the OpenAPI document describing exactly them.

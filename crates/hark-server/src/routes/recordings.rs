@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use axum::Json;
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{ConnectInfo, Multipart, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use hark_core::pagination::{PageRequest, Pagination};
 use hark_core::recordings::Segment;
 use hark_core::scopes::Scope;
@@ -144,6 +144,20 @@ pub struct SummaryView {
     pub summary: Option<String>,
 }
 
+/// One of the caller's recordings; anyone else's is "not found".
+pub(crate) async fn owned(
+    state: &AppState,
+    principal: &Principal,
+    id: i64,
+) -> Result<Recording, ApiError> {
+    state
+        .store
+        .recordings()
+        .get(principal.user_id, id)
+        .await
+        .map_err(not_found)
+}
+
 pub(crate) fn not_found(err: StoreError) -> ApiError {
     match err {
         StoreError::NotFound => ApiError::NotFound("recording"),
@@ -192,12 +206,7 @@ pub async fn get_recording(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<RecordingView>, ApiError> {
     principal.require(Scope::Read)?;
-    let recording = state
-        .store
-        .recordings()
-        .get(principal.user_id, id)
-        .await
-        .map_err(not_found)?;
+    let recording = owned(&state, &principal, id).await?;
     Ok(Json(RecordingView::from(&recording)))
 }
 
@@ -210,12 +219,7 @@ pub async fn get_transcript(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<TranscriptView>, ApiError> {
     principal.require(Scope::Read)?;
-    let recording = state
-        .store
-        .recordings()
-        .get(principal.user_id, id)
-        .await
-        .map_err(not_found)?;
+    let recording = owned(&state, &principal, id).await?;
     let segments: Vec<Segment> = state
         .store
         .recordings()
@@ -254,12 +258,7 @@ pub async fn get_summary(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<SummaryView>, ApiError> {
     principal.require(Scope::Read)?;
-    let recording = state
-        .store
-        .recordings()
-        .get(principal.user_id, id)
-        .await
-        .map_err(not_found)?;
+    let recording = owned(&state, &principal, id).await?;
     Ok(Json(SummaryView {
         id,
         status: recording.status.as_str().to_owned(),
@@ -287,11 +286,8 @@ pub async fn upload_recording(
         multipart,
     )
     .await?;
-    let mut response = (StatusCode::CREATED, Json(RecordingView::from(&recording))).into_response();
-    if let Ok(location) = HeaderValue::from_str(&format!("/api/recordings/{}", recording.id)) {
-        response.headers_mut().insert(header::LOCATION, location);
-    }
-    Ok(response)
+    let location = format!("/api/recordings/{}", recording.id);
+    Ok(super::created(&location, RecordingView::from(&recording)))
 }
 
 #[utoipa::path(delete, path = "/api/recordings/{id}", tag = "recordings",

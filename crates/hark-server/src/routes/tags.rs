@@ -9,7 +9,7 @@ use hark_store::StoreError;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::recordings::{RecordingView, TagView, not_found};
+use super::recordings::{RecordingView, TagView, not_found, owned};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiJson, ApiPath, ErrorBody};
 use crate::state::AppState;
@@ -100,12 +100,7 @@ pub async fn attach_tag(
         .attach(principal.user_id, id, body.tag_id)
         .await
         .map_err(not_found)?;
-    let recording = state
-        .store
-        .recordings()
-        .get(principal.user_id, id)
-        .await
-        .map_err(not_found)?;
+    let recording = owned(&state, &principal, id).await?;
     Ok(Json(RecordingView::from(&recording)))
 }
 
@@ -124,11 +119,6 @@ pub async fn detach_tag(
         .detach(principal.user_id, id, tag_id)
         .await
         .map_err(not_found)?;
-    let recording = state
-        .store
-        .recordings()
-        .get(principal.user_id, id)
-        .await
-        .map_err(not_found)?;
+    let recording = owned(&state, &principal, id).await?;
     Ok(Json(RecordingView::from(&recording)))
 }
