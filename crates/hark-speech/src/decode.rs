@@ -74,7 +74,7 @@ impl Decoder<'_> {
         let device = self.model.device();
         let mut state = self.model.start(audio)?;
         let (head, tail) = req.prompt.split_at(req.sot_index + 1);
-        let rows = |part: &[u32]| Tensor::new(part, device)?.unsqueeze(0)?.repeat((batch, 1));
+        let rows = |part: &[u32]| Tensor::new(part, device)?.unsqueeze(0);
         let at_sot = self.model.decode_last(&rows(head)?, &mut state)?;
         let at_sot_row: Vec<f32> = at_sot.get(0)?.to_vec1()?;
         let no_speech_prob = self
@@ -90,6 +90,10 @@ impl Decoder<'_> {
                 .get(0)?
                 .to_vec1()?
         };
+        // Every sequence starts from the same prompt: run it once, then copy its cache.
+        if batch > 1 {
+            state.select(&vec![0; batch])?;
+        }
         Ok((state, first, no_speech_prob))
     }
 

@@ -6,6 +6,8 @@ pub mod ct2;
 mod decode;
 pub mod engine;
 pub mod eval;
+mod few_rows;
+mod kv_cache;
 pub mod mel;
 pub mod remote;
 pub mod summary;

@@ -3,11 +3,13 @@
 //! and a key/value cache for the decoder's self-attention, so each new token costs one
 //! position's work rather than the whole sequence's.
 
-use candle_core::{D, Device, IndexOp, Module, Tensor};
+use candle_core::{D, DType, Device, IndexOp, Module, Tensor};
 use candle_nn::{Conv1d, Conv1dConfig, LayerNorm, Linear};
 
 use crate::SpeechError;
 use crate::ct2::Ct2Model;
+use crate::few_rows;
+use crate::kv_cache::KvCache;
 
 type Result<T> = std::result::Result<T, SpeechError>;
 
@@ -27,10 +29,10 @@ pub struct Dims {
 
 struct Attention {
     /// Self-attention: fused Q,K,V. Cross-attention: Q only.
-    qkv_or_q: Linear,
+    qkv_or_q: Dense,
     /// Cross-attention only: fused K,V applied to the encoder output.
     kv: Option<Linear>,
-    out: Linear,
+    out: Dense,
     heads: usize,
 }
 
@@ -38,8 +40,8 @@ struct EncoderLayer {
     attn_ln: LayerNorm,
     attn: Attention,
     ffn_ln: LayerNorm,
-    ffn_in: Linear,
-    ffn_out: Linear,
+    ffn_in: Dense,
+    ffn_out: Dense,
 }
 
 struct DecoderLayer {
@@ -48,8 +50,8 @@ struct DecoderLayer {
     cross_ln: LayerNorm,
     cross_attn: Attention,
     ffn_ln: LayerNorm,
-    ffn_in: Linear,
-    ffn_out: Linear,
+    ffn_in: Dense,
+    ffn_out: Dense,
 }
 
 pub struct Whisper {
@@ -59,18 +61,27 @@ pub struct Whisper {
     encoder_positions: Tensor,
     encoder_layers: Vec<EncoderLayer>,
     encoder_ln: LayerNorm,
-    embeddings: Tensor,
+    /// Token embeddings, in f16 as the model ships them; also the output projection.
+    embeddings: few_rows::HalfMatrix,
     decoder_positions: Tensor,
     decoder_layers: Vec<DecoderLayer>,
     decoder_ln: LayerNorm,
     device: Device,
 }
 
+/// One decoder layer's view of the audio window: keys and values `[1, heads, frames, dh]`,
+/// and the values again transposed `[heads, dh, frames]` for the few-rows step.
+struct AudioKeys {
+    keys: Tensor,
+    values: Tensor,
+    values_t: Tensor,
+}
+
 /// The per-window state of decoding: cross-attention keys/values (from the audio) and
 /// the growing self-attention cache, for a batch of sequences (beams).
 pub struct DecoderState {
-    cross: Vec<(Tensor, Tensor)>,
-    cache: Vec<Option<(Tensor, Tensor)>>,
+    cross: Vec<AudioKeys>,
+    cache: Vec<KvCache>,
     /// How many positions the cache holds.
     pub len: usize,
 }
@@ -80,21 +91,41 @@ impl DecoderState {
     /// cross-attention keys and values are the same for every sequence (one audio window),
     /// so only the self-attention cache moves.
     pub fn select(&mut self, rows: &[u32]) -> Result<()> {
-        let Some(device) = self
-            .cache
-            .iter()
-            .flatten()
-            .next()
-            .map(|(k, _)| k.device().clone())
-        else {
-            return Ok(());
-        };
-        let index = Tensor::new(rows, &device)?;
-        for (k, v) in self.cache.iter_mut().flatten() {
-            *k = k.index_select(&index, 0)?;
-            *v = v.index_select(&index, 0)?;
+        self.cache
+            .iter_mut()
+            .try_for_each(|cache| cache.select(rows))
+    }
+}
+
+/// A linear layer; in the decoder it also keeps its weights for the few-rows path, which
+/// every decoding step takes.
+struct Dense {
+    linear: Linear,
+    few_rows: Option<few_rows::HalfMatrix>,
+}
+
+impl Dense {
+    fn encoder(linear: Linear) -> Self {
+        Dense {
+            linear,
+            few_rows: None,
         }
-        Ok(())
+    }
+
+    fn decoder(linear: Linear) -> Result<Self> {
+        Ok(Dense {
+            few_rows: Some(few_rows::HalfMatrix::new(linear.weight())?),
+            linear,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if let Some(weights) = &self.few_rows
+            && let Some(y) = few_rows::linear(x, weights, self.linear.bias())?
+        {
+            return Ok(y);
+        }
+        Ok(self.linear.forward(x)?)
     }
 }
 
@@ -189,14 +220,22 @@ impl Whisper {
                 Ok(EncoderLayer {
                     attn_ln: layer_norm(model, &format!("{p}/self_attention/layer_norm"), device)?,
                     attn: Attention {
-                        qkv_or_q: linear(model, &format!("{p}/self_attention/linear_0"), device)?,
+                        qkv_or_q: Dense::encoder(linear(
+                            model,
+                            &format!("{p}/self_attention/linear_0"),
+                            device,
+                        )?),
                         kv: None,
-                        out: linear(model, &format!("{p}/self_attention/linear_1"), device)?,
+                        out: Dense::encoder(linear(
+                            model,
+                            &format!("{p}/self_attention/linear_1"),
+                            device,
+                        )?),
                         heads: dims.encoder_heads,
                     },
                     ffn_ln: layer_norm(model, &format!("{p}/ffn/layer_norm"), device)?,
-                    ffn_in: linear(model, &format!("{p}/ffn/linear_0"), device)?,
-                    ffn_out: linear(model, &format!("{p}/ffn/linear_1"), device)?,
+                    ffn_in: Dense::encoder(linear(model, &format!("{p}/ffn/linear_0"), device)?),
+                    ffn_out: Dense::encoder(linear(model, &format!("{p}/ffn/linear_1"), device)?),
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -206,24 +245,41 @@ impl Whisper {
                 Ok(DecoderLayer {
                     self_ln: layer_norm(model, &format!("{p}/self_attention/layer_norm"), device)?,
                     self_attn: Attention {
-                        qkv_or_q: linear(model, &format!("{p}/self_attention/linear_0"), device)?,
+                        qkv_or_q: Dense::decoder(linear(
+                            model,
+                            &format!("{p}/self_attention/linear_0"),
+                            device,
+                        )?)?,
                         kv: None,
-                        out: linear(model, &format!("{p}/self_attention/linear_1"), device)?,
+                        out: Dense::decoder(linear(
+                            model,
+                            &format!("{p}/self_attention/linear_1"),
+                            device,
+                        )?)?,
                         heads: dims.decoder_heads,
                     },
                     cross_ln: layer_norm(model, &format!("{p}/attention/layer_norm"), device)?,
                     cross_attn: Attention {
-                        qkv_or_q: linear(model, &format!("{p}/attention/linear_0"), device)?,
+                        qkv_or_q: Dense::decoder(linear(
+                            model,
+                            &format!("{p}/attention/linear_0"),
+                            device,
+                        )?)?,
                         kv: Some(linear(model, &format!("{p}/attention/linear_1"), device)?),
-                        out: linear(model, &format!("{p}/attention/linear_2"), device)?,
+                        out: Dense::decoder(linear(
+                            model,
+                            &format!("{p}/attention/linear_2"),
+                            device,
+                        )?)?,
                         heads: dims.decoder_heads,
                     },
                     ffn_ln: layer_norm(model, &format!("{p}/ffn/layer_norm"), device)?,
-                    ffn_in: linear(model, &format!("{p}/ffn/linear_0"), device)?,
-                    ffn_out: linear(model, &format!("{p}/ffn/linear_1"), device)?,
+                    ffn_in: Dense::decoder(linear(model, &format!("{p}/ffn/linear_0"), device)?)?,
+                    ffn_out: Dense::decoder(linear(model, &format!("{p}/ffn/linear_1"), device)?)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        let embeddings = model.tensor("decoder/embeddings/weight", device)?;
         Ok(Whisper {
             dims,
             conv1: conv(model, "encoder/conv1", 1, device)?,
@@ -231,7 +287,7 @@ impl Whisper {
             encoder_positions: model.tensor("encoder/position_encodings/encodings", device)?,
             encoder_layers,
             encoder_ln: layer_norm(model, "encoder/layer_norm", device)?,
-            embeddings: model.tensor("decoder/embeddings/weight", device)?,
+            embeddings: few_rows::HalfMatrix::new(&embeddings)?,
             decoder_positions: model.tensor("decoder/position_encodings/encodings", device)?,
             decoder_layers,
             decoder_ln: layer_norm(model, "decoder/layer_norm", device)?,
@@ -272,7 +328,14 @@ impl Whisper {
             .collect::<Result<Vec<_>>>()?;
         Ok(DecoderState {
             cross,
-            cache: vec![None; self.decoder_layers.len()],
+            cache: self
+                .decoder_layers
+                .iter()
+                .map(|_| {
+                    let heads = self.dims.decoder_heads;
+                    KvCache::new(heads, self.dims.d_model / heads, self.dims.text_ctx)
+                })
+                .collect(),
             len: 0,
         })
     }
@@ -287,7 +350,9 @@ impl Whisper {
         let positions = self.decoder_positions.narrow(0, state.len, n)?;
         let mut x = self
             .embeddings
+            .tensor()
             .embedding_lookup(tokens)?
+            .to_dtype(DType::F32)?
             .broadcast_add(&positions)?;
         let mask = if n > 1 {
             Some(causal_mask(n, state.len, &self.device)?)
@@ -300,8 +365,7 @@ impl Whisper {
                 .self_attn
                 .cached_attend(&h, mask.as_ref(), &mut state.cache[i])?)?;
             let h = layer.cross_ln.forward(&x)?;
-            let (k, v) = &state.cross[i];
-            x = (x + layer.cross_attn.cross_attend(&h, k, v)?)?;
+            x = (x + layer.cross_attn.cross_attend(&h, &state.cross[i])?)?;
             let h = layer.ffn_ln.forward(&x)?;
             x = (x + layer
                 .ffn_out
@@ -312,7 +376,10 @@ impl Whisper {
             .decoder_ln
             .forward(&x.i((.., n - 1..n, ..))?)?
             .squeeze(1)?;
-        Ok(last.matmul(&self.embeddings.t()?)?)
+        match few_rows::linear(&last, &self.embeddings, None)? {
+            Some(logits) => Ok(logits),
+            None => Ok(last.matmul(&self.embeddings.tensor().to_dtype(DType::F32)?.t()?)?),
+        }
     }
 }
 
@@ -371,7 +438,7 @@ impl Attention {
 
     fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let out = Self::merge_heads(&Self::weigh(q, k, v, mask)?)?;
-        Ok(self.out.forward(&out)?)
+        self.out.forward(&out)
     }
 
     fn qkv(&self, x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
@@ -393,38 +460,47 @@ impl Attention {
         &self,
         x: &Tensor,
         mask: Option<&Tensor>,
-        cache: &mut Option<(Tensor, Tensor)>,
+        cache: &mut KvCache,
     ) -> Result<Tensor> {
         let (q, k, v) = self.qkv(x)?;
-        let (k, v) = match cache.take() {
-            Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
-            None => (k, v),
-        };
-        let out = self.attend(&q, &k, &v, mask)?;
-        *cache = Some((k, v));
-        Ok(out)
+        cache.append(&k, &v)?;
+        let (keys, values) = cache.slices();
+        match few_rows::self_attention(&q, keys, values, cache.capacity(), cache.len())? {
+            Some(out) => self.out.forward(&out),
+            None => {
+                let (k, v) = cache.tensors(x.device())?;
+                self.attend(&q, &k, &v, mask)
+            }
+        }
     }
 
-    fn cross_kv(&self, audio: &Tensor) -> Result<(Tensor, Tensor)> {
+    fn cross_kv(&self, audio: &Tensor) -> Result<AudioKeys> {
         let kv = self
             .kv
             .as_ref()
             .ok_or_else(|| SpeechError::Model("cross-attention without key/value weights".into()))?
             .forward(audio)?;
         let d = kv.dim(D::Minus1)? / 2;
-        Ok((
-            self.split_heads(&kv.narrow(D::Minus1, 0, d)?)?,
-            self.split_heads(&kv.narrow(D::Minus1, d, d)?)?,
-        ))
+        let values = self.split_heads(&kv.narrow(D::Minus1, d, d)?)?;
+        Ok(AudioKeys {
+            keys: self.split_heads(&kv.narrow(D::Minus1, 0, d)?)?,
+            values_t: values.squeeze(0)?.transpose(1, 2)?.contiguous()?,
+            values,
+        })
     }
 
-    /// Cross-attention for `b` sequences against one audio window's keys and values
-    /// ([1, h, frames, dh]): the sequences' queries are stacked as extra query positions of
-    /// a single batch, so the audio's keys and values are read once, never copied per beam.
-    fn cross_attend(&self, x: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
+    /// Cross-attention for `b` sequences against one audio window. A decoding step (one
+    /// new position per sequence) reads the keys and values in place; the prompt (many
+    /// positions) stacks the sequences' queries as extra positions of a single batch, so
+    /// the audio's keys and values are never copied per beam.
+    fn cross_attend(&self, x: &Tensor, audio: &AudioKeys) -> Result<Tensor> {
         let q = self.split_heads(&self.qkv_or_q.forward(x)?)?;
+        if let Some(out) = few_rows::cross_attention(&q, &audio.keys, &audio.values_t)? {
+            return self.out.forward(&out);
+        }
+        let (k, v) = (&audio.keys, &audio.values);
         let (b, h, n, dh) = q.dims4()?;
-        if b == 1 || k.dim(0)? != 1 {
+        if b == 1 {
             return self.attend(&q, k, v, None);
         }
         let stacked = q
@@ -435,6 +511,6 @@ impl Attention {
             .reshape((h, b, n, dh))?
             .permute((1, 0, 2, 3))?
             .contiguous()?;
-        Ok(self.out.forward(&Self::merge_heads(&out)?)?)
+        self.out.forward(&Self::merge_heads(&out)?)
     }
 }
