@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # hark's engine beside faster-whisper (PyPI) on the same model: speed, memory, WER.
-#   bash bench/speech.sh        (ROUNDS=3 by default)
+#   bash bench/speech.sh        (ROUNDS=3 by default; PARTS=speed or PARTS=wer for one half)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/fetch-model.sh models/whisper-tiny.en

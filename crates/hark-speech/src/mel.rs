@@ -1,8 +1,14 @@
 //! The log-mel spectrogram Whisper was trained on: 25 ms Hann windows every 10 ms
-//! (n_fft 400, hop 160 at 16 kHz), a Slaney-style mel filterbank, log10, clamped to 8 below
-//! the peak and scaled to about [-1, 1].
+//! (n_fft 400, hop 160 at 16 kHz) centred on each frame (reflect padding, as `torch.stft`
+//! with `center=True`), a Slaney-style mel filterbank, log10, clamped to 8 below the peak
+//! and scaled to about [-1, 1]. Computed as OpenAI's and faster-whisper's feature
+//! extractors compute it, so the model sees what it saw in training.
 
-use candle_transformers::models::whisper::audio::log_mel_spectrogram_;
+use std::sync::Arc;
+
+use rayon::prelude::*;
+use rustfft::num_complex::Complex;
+use rustfft::{Fft, FftPlanner};
 
 pub const N_FFT: usize = 400;
 pub const HOP: usize = 160;
@@ -71,21 +77,59 @@ pub struct Spectrogram {
 
 impl Spectrogram {
     pub fn compute(samples: &[f32], filters: &[f32], n_mels: usize) -> Self {
-        let data = log_mel_spectrogram_(samples, filters, N_FFT, HOP, n_mels, false);
-        let frames = data.len() / n_mels;
+        // One hop of silence after the audio, then frames centred every HOP samples; the
+        // last frame (centred past the end) is dropped, as the reference extractors do.
+        let mut padded = samples.to_vec();
+        padded.extend(std::iter::repeat_n(0.0, HOP));
+        let frames = padded.len() / HOP;
+        let centred = reflect_pad(&padded, N_FFT / 2);
+        let bins = N_FFT / 2 + 1;
+        let window: Vec<f32> = (0..N_FFT)
+            .map(|i| 0.5 - 0.5 * (2.0 * std::f32::consts::PI * i as f32 / N_FFT as f32).cos())
+            .collect();
+        let fft: Arc<dyn Fft<f32>> = FftPlanner::new().plan_fft_forward(N_FFT);
+        let mut by_frame = vec![0f32; frames * n_mels];
+        by_frame.par_chunks_mut(n_mels).enumerate().for_each_init(
+            || (vec![Complex::default(); N_FFT], vec![0f32; bins]),
+            |(buffer, power), (frame, mels)| {
+                let start = frame * HOP;
+                for (i, value) in buffer.iter_mut().enumerate() {
+                    *value = Complex::new(centred.get(start + i).unwrap_or(&0.0) * window[i], 0.0);
+                }
+                fft.process(buffer);
+                for (p, c) in power.iter_mut().zip(buffer.iter()) {
+                    *p = c.norm_sqr();
+                }
+                for (m, mel) in mels.iter_mut().enumerate() {
+                    let energy: f32 = filters[m * bins..(m + 1) * bins]
+                        .iter()
+                        .zip(power.iter())
+                        .map(|(f, p)| f * p)
+                        .sum();
+                    *mel = energy.max(1e-10).log10();
+                }
+            },
+        );
+        let peak = by_frame.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut data = vec![0f32; n_mels * frames];
+        for (frame, mels) in by_frame.chunks_exact(n_mels).enumerate() {
+            for (m, value) in mels.iter().enumerate() {
+                data[m * frames + frame] = (value.max(peak - 8.0) + 4.0) / 4.0;
+            }
+        }
         Spectrogram {
             n_mels,
             frames,
-            content_frames: samples.len() / HOP,
+            content_frames: frames.saturating_sub(1),
             data,
         }
     }
 
-    /// `WINDOW_FRAMES` frames from `start`, zero-padded (the padding value of silence) when
-    /// the spectrogram ends early. Row-major [n_mels × WINDOW_FRAMES].
+    /// `WINDOW_FRAMES` frames from `start`, padded with zeros when the spectrogram ends
+    /// early (as faster-whisper's and OpenAI's `pad_or_trim` pad). Row-major
+    /// [n_mels × WINDOW_FRAMES].
     pub fn window(&self, start: usize) -> Vec<f32> {
-        let silence = self.data.iter().copied().fold(f32::INFINITY, f32::min);
-        let mut out = vec![silence; self.n_mels * WINDOW_FRAMES];
+        let mut out = vec![0f32; self.n_mels * WINDOW_FRAMES];
         let available = self.frames.saturating_sub(start).min(WINDOW_FRAMES);
         for m in 0..self.n_mels {
             let src = &self.data[m * self.frames + start..m * self.frames + start + available];
@@ -93,6 +137,27 @@ impl Spectrogram {
         }
         out
     }
+}
+
+/// `samples` with `pad` samples mirrored at each end (the edge sample not repeated), as
+/// numpy's and torch's "reflect" padding. Short inputs reflect as far as they can.
+fn reflect_pad(samples: &[f32], pad: usize) -> Vec<f32> {
+    let n = samples.len();
+    let mut out = Vec::with_capacity(n + 2 * pad);
+    out.extend((1..=pad).rev().map(|i| {
+        samples
+            .get(i.min(n.saturating_sub(1)))
+            .copied()
+            .unwrap_or(0.0)
+    }));
+    out.extend_from_slice(samples);
+    out.extend((1..=pad).map(|i| {
+        n.checked_sub(1 + i)
+            .and_then(|at| samples.get(at))
+            .copied()
+            .unwrap_or(0.0)
+    }));
+    out
 }
 
 #[cfg(test)]
@@ -116,14 +181,60 @@ mod tests {
     }
 
     #[test]
-    fn windows_are_padded_with_silence() {
+    fn matches_faster_whispers_feature_extractor() {
+        // faster_whisper.feature_extractor.FeatureExtractor(feature_size=80)(x) for this x,
+        // computed with faster-whisper 1.1.1 (numpy): shape (80, 101) and these values.
+        let samples: Vec<f32> = (0..16_000)
+            .map(|i| {
+                let t = i as f32;
+                (t * 0.05).sin() * 0.3 + (t * 0.31).sin() * 0.1 * (t / 16_000.0)
+            })
+            .collect();
+        let spec = Spectrogram::compute(&samples, &filterbank(80), 80);
+        assert_eq!(
+            (spec.n_mels, spec.frames, spec.content_frames),
+            (80, 101, 100)
+        );
+        let at = |m: usize, t: usize| spec.data[m * spec.frames + t];
+        for (m, t, expected) in [
+            (0, 0, 1.196_865_8),
+            (5, 0, 1.067_280_4),
+            (10, 3, -0.321_808_8),
+            (20, 50, 0.913_342_6),
+            (40, 99, -0.033_078_79),
+            (79, 100, 0.214_198_1),
+            (3, 100, 1.184_082_3),
+        ] {
+            assert!(
+                (at(m, t) - expected).abs() < 2e-3,
+                "mel {m} frame {t}: {}",
+                at(m, t)
+            );
+        }
+    }
+
+    #[test]
+    fn windows_are_padded_with_zeros() {
         let samples: Vec<f32> = (0..16_000).map(|i| (i as f32 * 0.05).sin() * 0.3).collect();
         let spec = Spectrogram::compute(&samples, &filterbank(80), 80);
-        assert_eq!(spec.content_frames, 100);
-        assert!(spec.frames >= WINDOW_FRAMES);
         let w = spec.window(0);
         assert_eq!(w.len(), 80 * WINDOW_FRAMES);
+        assert_eq!(w[5 * WINDOW_FRAMES + 10], spec.data[5 * spec.frames + 10]);
+        assert!(
+            w[5 * WINDOW_FRAMES + 101..6 * WINDOW_FRAMES]
+                .iter()
+                .all(|v| *v == 0.0)
+        );
         let tail = spec.window(spec.frames - 10);
         assert_eq!(tail.len(), 80 * WINDOW_FRAMES);
+    }
+
+    #[test]
+    fn reflect_padding_mirrors_without_repeating_the_edge() {
+        assert_eq!(
+            reflect_pad(&[1.0, 2.0, 3.0, 4.0], 2),
+            vec![3.0, 2.0, 1.0, 2.0, 3.0, 4.0, 3.0, 2.0]
+        );
+        assert_eq!(reflect_pad(&[], 2).len(), 4);
     }
 }
