@@ -11,6 +11,7 @@ use serde::Deserialize;
 use crate::SpeechError;
 use crate::ct2::Ct2Model;
 use crate::decode::{Decoder, Suppression, WindowRequest, WindowResult};
+use crate::hf::HfWhisper;
 use crate::mel::{HOP, Spectrogram, WINDOW_FRAMES, filterbank};
 use crate::tokenizer::Tokenizer;
 use crate::whisper::Whisper;
@@ -78,13 +79,34 @@ impl Transcript {
     }
 }
 
-/// The CTranslate2 `config.json` fields decoding needs.
+/// The `config.json` fields decoding needs, under CTranslate2's names or Hugging Face's
+/// (which may keep them in `generation_config.json` instead).
 #[derive(Deserialize, Default)]
-struct Ct2Config {
-    #[serde(default)]
+struct SuppressionConfig {
+    #[serde(default, alias = "suppress_tokens")]
     suppress_ids: Vec<u32>,
-    #[serde(default)]
+    #[serde(default, alias = "begin_suppress_tokens")]
     suppress_ids_begin: Vec<u32>,
+}
+
+impl SuppressionConfig {
+    fn read(dir: &Path) -> Result<Self, SpeechError> {
+        let mut config = SuppressionConfig::default();
+        for file in ["config.json", "generation_config.json"] {
+            let Ok(text) = std::fs::read_to_string(dir.join(file)) else {
+                continue;
+            };
+            let found: SuppressionConfig = serde_json::from_str(&text)
+                .map_err(|e| SpeechError::Model(format!("{file}: {e}")))?;
+            if config.suppress_ids.is_empty() {
+                config.suppress_ids = found.suppress_ids;
+            }
+            if config.suppress_ids_begin.is_empty() {
+                config.suppress_ids_begin = found.suppress_ids_begin;
+            }
+        }
+        Ok(config)
+    }
 }
 
 pub struct Engine {
@@ -96,25 +118,24 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Loads a CTranslate2 Whisper folder (`model.bin`, `config.json`, `tokenizer.json`).
+    /// Loads a Whisper folder: CTranslate2 (`model.bin`, `config.json`, `tokenizer.json`)
+    /// or Hugging Face (`model.safetensors`, `config.json`, `tokenizer.json`).
     pub fn load(dir: &Path) -> Result<Self, SpeechError> {
-        let model_bin = dir.join("model.bin");
-        if !model_bin.is_file() {
+        let device = Device::Cpu;
+        let model = if dir.join("model.bin").is_file() {
+            let ct2 = Ct2Model::open(&dir.join("model.bin"))?;
+            Whisper::from_ct2(&ct2, &device)?
+        } else if dir.join("model.safetensors").is_file() {
+            Whisper::from_weights(&HfWhisper::open(dir)?, &device)?
+        } else {
             return Err(SpeechError::Model(format!(
-                "no model.bin in {} (run scripts/fetch-model.sh to get the bundled model)",
+                "no model.bin (CTranslate2) or model.safetensors (Hugging Face) in {} \
+                 (run scripts/fetch-model.sh to get the bundled model)",
                 dir.display()
             )));
-        }
-        let device = Device::Cpu;
-        let ct2 = Ct2Model::open(&model_bin)?;
-        let model = Whisper::from_ct2(&ct2, &device)?;
-        drop(ct2);
-        let tokenizer = Tokenizer::open(&dir.join("tokenizer.json"))?;
-        let config: Ct2Config = match std::fs::read_to_string(dir.join("config.json")) {
-            Ok(text) => serde_json::from_str(&text)
-                .map_err(|e| SpeechError::Model(format!("config.json: {e}")))?,
-            Err(_) => Ct2Config::default(),
         };
+        let tokenizer = Tokenizer::open(&dir.join("tokenizer.json"))?;
+        let config = SuppressionConfig::read(dir)?;
         let special = tokenizer.tokens;
         let mut always = config.suppress_ids;
         always.extend(

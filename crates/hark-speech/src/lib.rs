@@ -7,11 +7,13 @@ mod decode;
 pub mod engine;
 pub mod eval;
 mod few_rows;
+pub mod hf;
 mod kv_cache;
 pub mod mel;
 pub mod remote;
 pub mod summary;
 pub mod tokenizer;
+pub mod weights;
 pub mod whisper;
 
 pub use engine::{Engine, Options, Segment, Transcript};

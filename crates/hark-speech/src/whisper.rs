@@ -10,6 +10,7 @@ use crate::SpeechError;
 use crate::ct2::Ct2Model;
 use crate::few_rows;
 use crate::kv_cache::KvCache;
+use crate::weights::WeightSource;
 
 type Result<T> = std::result::Result<T, SpeechError>;
 
@@ -129,16 +130,16 @@ impl Dense {
     }
 }
 
-fn linear(model: &Ct2Model, prefix: &str, device: &Device) -> Result<Linear> {
+fn linear(model: &dyn WeightSource, prefix: &str, device: &Device) -> Result<Linear> {
     let weight = model.tensor(&format!("{prefix}/weight"), device)?;
-    let bias = match model.variable(&format!("{prefix}/bias")) {
+    let bias = match model.shape(&format!("{prefix}/bias")) {
         Some(_) => Some(model.tensor(&format!("{prefix}/bias"), device)?),
         None => None,
     };
     Ok(Linear::new(weight, bias))
 }
 
-fn layer_norm(model: &Ct2Model, prefix: &str, device: &Device) -> Result<LayerNorm> {
+fn layer_norm(model: &dyn WeightSource, prefix: &str, device: &Device) -> Result<LayerNorm> {
     Ok(LayerNorm::new(
         model.tensor(&format!("{prefix}/gamma"), device)?,
         model.tensor(&format!("{prefix}/beta"), device)?,
@@ -146,7 +147,7 @@ fn layer_norm(model: &Ct2Model, prefix: &str, device: &Device) -> Result<LayerNo
     ))
 }
 
-fn conv(model: &Ct2Model, prefix: &str, stride: usize, device: &Device) -> Result<Conv1d> {
+fn conv(model: &dyn WeightSource, prefix: &str, stride: usize, device: &Device) -> Result<Conv1d> {
     let config = Conv1dConfig {
         padding: 1,
         stride,
@@ -161,11 +162,11 @@ fn conv(model: &Ct2Model, prefix: &str, stride: usize, device: &Device) -> Resul
     ))
 }
 
-fn count_layers(model: &Ct2Model, side: &str) -> usize {
+fn count_layers(model: &dyn WeightSource, side: &str) -> usize {
     (0..)
         .take_while(|i| {
             model
-                .variable(&format!("{side}/layer_{i}/ffn/linear_0/weight"))
+                .shape(&format!("{side}/layer_{i}/ffn/linear_0/weight"))
                 .is_some()
         })
         .count()
@@ -179,10 +180,14 @@ impl Whisper {
                 model.spec
             )));
         }
+        Self::from_weights(model, device)
+    }
+
+    /// Builds the model from weights under CTranslate2's names (see [`WeightSource`]).
+    pub fn from_weights(model: &dyn WeightSource, device: &Device) -> Result<Self> {
         let shape = |name: &str| {
             model
-                .variable(name)
-                .map(|v| v.shape.clone())
+                .shape(name)
                 .ok_or_else(|| SpeechError::Model(format!("the model has no {name}")))
         };
         let conv1_shape = shape("encoder/conv1/weight")?;

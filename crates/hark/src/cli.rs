@@ -97,7 +97,8 @@ pub struct ServeArgs {
 /// The speech engine's settings, shared by `serve` and `transcribe`.
 #[derive(Args, Clone)]
 pub struct EngineArgs {
-    /// Whisper model folder (CTranslate2: model.bin, config.json, tokenizer.json).
+    /// Whisper model folder: CTranslate2 (model.bin, config.json, tokenizer.json) or
+    /// Hugging Face (model.safetensors, config.json, tokenizer.json).
     /// Default: DATA_DIR/models/whisper-tiny.en.
     #[arg(long, env = "HARK_MODEL_DIR")]
     pub model_dir: Option<PathBuf>,
