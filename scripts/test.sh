@@ -8,6 +8,14 @@ bash scripts/fetch-model.sh models/whisper-tiny.en
 # The official openai SDK, for the test that drives hark through it.
 [ -x target/test-venv/bin/python ] || python3 -m venv target/test-venv
 target/test-venv/bin/python -m pip install --quiet --disable-pip-version-check "openai==3.57.0"
+# Debian's Chromium and playwright-core (pinned in its package-lock.json) for the browser tests.
+if ! command -v chromium >/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  SUDO=$([ "$(id -u)" -eq 0 ] || echo sudo)
+  $SUDO apt-get install -y -qq chromium >/dev/null 2>&1 \
+    || { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null; }
+fi
+npm ci --prefix crates/hark/tests/browser --no-audit --no-fund --loglevel=error
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked --workspace

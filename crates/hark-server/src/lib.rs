@@ -10,6 +10,7 @@ mod routes;
 pub mod state;
 pub mod tokens;
 pub mod transcription;
+mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -27,11 +28,13 @@ pub use state::AppState;
 
 use crate::error::error_response;
 
-/// The complete application: API routes, OpenAPI document, JSON fallbacks, limits, logs.
+/// The complete application: API routes, OpenAPI document, web UI, JSON fallbacks, limits,
+/// logs.
 pub fn app(state: AppState) -> Router {
     let (api, openapi) = routes::api();
     let json_limit = state.config.max_json_bytes;
     api.layer(Extension(Arc::new(openapi)))
+        .merge(web::router())
         .fallback(|| async { error_response(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             error_response(

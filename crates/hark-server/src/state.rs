@@ -1,10 +1,11 @@
 use std::ops::Deref;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hark_store::Store;
 use hark_store::blobs::BlobStore;
 
-use crate::auth::{LastUsedRecorder, TokenAuthenticator};
+use crate::auth::{LastUsedRecorder, LoginThrottle, TokenAuthenticator};
 use crate::config::ServerConfig;
 use crate::transcription::{Pipeline, PipelineConfig};
 
@@ -20,6 +21,8 @@ pub struct Shared {
     pub last_used: Arc<LastUsedRecorder>,
     pub config: ServerConfig,
     pub pipeline: Pipeline,
+    /// Sign-in attempts per client IP.
+    pub login_throttle: LoginThrottle,
 }
 
 impl Deref for AppState {
@@ -46,6 +49,7 @@ impl AppState {
             last_used,
             config,
             pipeline: Pipeline::new(pipeline),
+            login_throttle: LoginThrottle::new(10, Duration::from_secs(30)),
         })))
     }
 }

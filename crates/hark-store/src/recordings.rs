@@ -31,6 +31,14 @@ pub struct Recording {
     pub tags: Vec<Tag>,
 }
 
+/// What a recordings listing is narrowed to.
+#[derive(Debug, Clone, Default)]
+pub struct RecordingFilter {
+    /// Case-insensitive substring of the title.
+    pub title: Option<String>,
+    pub tag_id: Option<i64>,
+}
+
 #[derive(Debug, Clone)]
 pub struct NewRecording {
     pub user_id: i64,
@@ -101,21 +109,65 @@ impl Recordings<'_> {
         Ok(recording)
     }
 
-    /// One page of a user's recordings, newest first, and the total count.
-    pub async fn page(&self, user_id: i64, page: PageRequest) -> Result<(Vec<Recording>, u64)> {
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM recordings WHERE user_id = $1")
-            .bind(user_id)
-            .fetch_one(self.db)
-            .await?;
-        let rows: Vec<RecordingRow> = sqlx::query_as(sql!(
-            "SELECT {COLUMNS} FROM recordings WHERE user_id = $1
-             ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
+    /// One page of a user's recordings matching `filter`, newest first, and the total
+    /// count of matches.
+    pub async fn page(
+        &self,
+        user_id: i64,
+        filter: &RecordingFilter,
+        page: PageRequest,
+    ) -> Result<(Vec<Recording>, u64)> {
+        // Only fixed clause texts are formatted in; every value is bound.
+        let mut clauses = String::from("user_id = $1");
+        let mut next = 2;
+        let title = filter
+            .title
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
+        let pattern = title.map(|t| {
+            let escaped = t
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            format!("%{}%", escaped.to_lowercase())
+        });
+        if pattern.is_some() {
+            clauses.push_str(&format!(" AND LOWER(title) LIKE ${next} ESCAPE '\\'"));
+            next += 1;
+        }
+        if filter.tag_id.is_some() {
+            clauses.push_str(&format!(
+                " AND id IN (SELECT recording_id FROM recording_tags WHERE tag_id = ${next})"
+            ));
+            next += 1;
+        }
+        let count_sql = format!("SELECT COUNT(*) FROM recordings WHERE {clauses}");
+        let mut count = sqlx::query_scalar::<_, i64>(sql!("{count_sql}")).bind(user_id);
+        if let Some(p) = &pattern {
+            count = count.bind(p.clone());
+        }
+        if let Some(tag) = filter.tag_id {
+            count = count.bind(tag);
+        }
+        let total = count.fetch_one(self.db).await?;
+        let (limit, offset) = (next, next + 1);
+        let mut rows = sqlx::query_as::<_, RecordingRow>(sql!(
+            "SELECT {COLUMNS} FROM recordings WHERE {clauses}
+             ORDER BY created_at DESC, id DESC LIMIT ${limit} OFFSET ${offset}"
         ))
-        .bind(user_id)
-        .bind(page.limit())
-        .bind(page.offset())
-        .fetch_all(self.db)
-        .await?;
+        .bind(user_id);
+        if let Some(p) = &pattern {
+            rows = rows.bind(p.clone());
+        }
+        if let Some(tag) = filter.tag_id {
+            rows = rows.bind(tag);
+        }
+        let rows: Vec<RecordingRow> = rows
+            .bind(page.limit())
+            .bind(page.offset())
+            .fetch_all(self.db)
+            .await?;
         let mut tags = self.tags_of(user_id).await?;
         let recordings = rows
             .into_iter()

@@ -102,6 +102,7 @@ impl Tags<'_> {
 mod tests {
     use crate::StoreError;
     use crate::recordings::NewRecording;
+    use crate::recordings::RecordingFilter;
     use crate::testing::temp_store;
     use hark_core::pagination::PageRequest;
     use hark_core::roles::Role;
@@ -159,7 +160,7 @@ mod tests {
         ));
         let (page, total) = store
             .recordings()
-            .page(ada.id, PageRequest::default())
+            .page(ada.id, &RecordingFilter::default(), PageRequest::default())
             .await
             .unwrap();
         assert_eq!(total, 1);

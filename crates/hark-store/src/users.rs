@@ -73,6 +73,28 @@ impl Users<'_> {
         Ok(row.into_credentials()?.user)
     }
 
+    /// Creates the first user, as an admin, only while there is no user at all (one
+    /// statement, so two racing first-run forms cannot both win). `None` once anyone exists.
+    pub async fn create_first_admin(
+        &self,
+        username: &str,
+        password_hash: &str,
+    ) -> Result<Option<User>> {
+        let row: Option<UserRow> = sqlx::query_as(sql!(
+            "INSERT INTO users (workspace_id, username, password_hash, role, created_at)
+             SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM users)
+             RETURNING {COLUMNS}"
+        ))
+        .bind(DEFAULT_WORKSPACE_ID)
+        .bind(username)
+        .bind(password_hash)
+        .bind(Role::Admin.as_str())
+        .bind(now_millis())
+        .fetch_optional(self.db)
+        .await?;
+        row.map(|r| Ok(r.into_credentials()?.user)).transpose()
+    }
+
     pub async fn credentials(&self, username: &str) -> Result<Option<Credentials>> {
         let row: Option<UserRow> =
             sqlx::query_as(sql!("SELECT {COLUMNS} FROM users WHERE username = $1"))

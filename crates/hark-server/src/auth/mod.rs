@@ -7,8 +7,10 @@ mod last_used;
 pub mod passwords;
 mod principal;
 pub mod sessions;
+mod throttle;
 
 pub use cache::TokenAuthenticator;
 pub use extract::{AccessLogSlot, presented_token};
 pub use last_used::LastUsedRecorder;
 pub use principal::{Credential, Principal};
+pub use throttle::LoginThrottle;

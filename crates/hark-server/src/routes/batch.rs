@@ -16,7 +16,7 @@ use hark_store::jobs::JobStatus;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::recordings::SegmentView;
+use super::recordings::{SegmentView, transcript_file};
 use super::tokens::actor;
 use super::uploads::{self, UploadForm};
 use crate::auth::Principal;
@@ -178,19 +178,13 @@ pub async fn document(
             summary: recording.summary.clone(),
         })
         .into_response(),
-        "txt" => text_response(
-            "text/plain; charset=utf-8",
-            transcripts::plain_text(&segments),
-        ),
-        "srt" => text_response(
-            "application/x-subrip; charset=utf-8",
-            transcripts::srt(&segments),
-        ),
-        "vtt" => text_response("text/vtt; charset=utf-8", transcripts::vtt(&segments)),
-        other => {
-            return Err(ApiError::bad_request(format!(
-                "format: {other:?} is not one of json, txt, srt, vtt"
-            )));
-        }
+        other => match transcript_file(other, &segments) {
+            Some((content_type, body)) => text_response(content_type, body),
+            None => {
+                return Err(ApiError::bad_request(format!(
+                    "format: {other:?} is not one of json, txt, srt, vtt"
+                )));
+            }
+        },
     })
 }

@@ -90,6 +90,8 @@ pub fn api() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(health::openapi_json))
         .routes(routes!(session::login))
         .routes(routes!(session::logout))
+        .routes(routes!(session::current))
+        .routes(routes!(session::setup_state, session::setup))
         .routes(routes!(tokens::create_token, tokens::list_tokens))
         .routes(routes!(tokens::token_self))
         .routes(routes!(tokens::revoke_token))
@@ -113,6 +115,8 @@ pub fn api() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
             recordings::delete_recording
         ))
         .routes(routes!(recordings::get_transcript))
+        .routes(routes!(recordings::get_audio))
+        .routes(routes!(recordings::download_transcript))
         .routes(routes!(recordings::get_summary))
         .routes(routes!(tags::list_tags, tags::create_tag))
         .routes(routes!(tags::delete_tag))

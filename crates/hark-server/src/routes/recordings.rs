@@ -3,18 +3,23 @@
 use std::net::SocketAddr;
 
 use axum::Json;
+use axum::body::Body;
+use axum::extract::Request;
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{ConnectInfo, Multipart, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use hark_core::pagination::{PageRequest, Pagination};
 use hark_core::recordings::Segment;
 use hark_core::scopes::Scope;
+use hark_core::transcripts;
 use hark_store::StoreError;
-use hark_store::recordings::Recording;
+use hark_store::recordings::{Recording, RecordingFilter};
 use hark_store::tags::Tag;
 use serde::Serialize;
 use time::OffsetDateTime;
+use tower::ServiceExt;
+use tower_http::services::ServeFile;
 use utoipa::ToSchema;
 
 use super::tokens::actor;
@@ -174,7 +179,9 @@ fn query_value<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> 
 
 #[utoipa::path(get, path = "/api/recordings", tag = "recordings",
     params(("page" = Option<u32>, Query, description = "From 1; default 1"),
-        ("per_page" = Option<u32>, Query, description = "1 to 100; default 25")),
+        ("per_page" = Option<u32>, Query, description = "1 to 100; default 25"),
+        ("q" = Option<String>, Query, description = "Only titles containing this (any case)"),
+        ("tag" = Option<i64>, Query, description = "Only recordings with this tag id")),
     responses((status = 200, body = RecordingPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn list_recordings(
     State(state): State<AppState>,
@@ -186,10 +193,21 @@ pub async fn list_recordings(
         serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
             .map_err(|_| ApiError::bad_request("the query string is not valid"))?;
     let page = PageRequest::parse(query_value(&pairs, "page"), query_value(&pairs, "per_page"))?;
+    let tag_id = match query_value(&pairs, "tag").filter(|t| !t.is_empty()) {
+        Some(tag) => Some(
+            tag.parse::<i64>()
+                .map_err(|_| ApiError::bad_request("tag must be a tag id"))?,
+        ),
+        None => None,
+    };
+    let filter = RecordingFilter {
+        title: query_value(&pairs, "q").map(str::to_owned),
+        tag_id,
+    };
     let (recordings, total) = state
         .store
         .recordings()
-        .page(principal.user_id, page)
+        .page(principal.user_id, &filter, page)
         .await?;
     Ok(Json(RecordingPage {
         pagination: page.describe(total).into(),
@@ -208,6 +226,102 @@ pub async fn get_recording(
     principal.require(Scope::Read)?;
     let recording = owned(&state, &principal, id).await?;
     Ok(Json(RecordingView::from(&recording)))
+}
+
+/// A transcript as a text file format (`txt`, `srt`, `vtt`): its content type and body.
+pub(crate) fn transcript_file(
+    format: &str,
+    segments: &[Segment],
+) -> Option<(&'static str, String)> {
+    match format {
+        "txt" => Some((
+            "text/plain; charset=utf-8",
+            transcripts::plain_text(segments),
+        )),
+        "srt" => Some((
+            "application/x-subrip; charset=utf-8",
+            transcripts::srt(segments),
+        )),
+        "vtt" => Some(("text/vtt; charset=utf-8", transcripts::vtt(segments))),
+        _ => None,
+    }
+}
+
+#[utoipa::path(get, path = "/api/recordings/{id}/transcript/{format}", tag = "recordings",
+    params(("id" = i64, Path), ("format" = String, Path, description = "txt, srt or vtt")),
+    responses((status = 200, description = "The transcript as a file to save (Content-Disposition: attachment)"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "Not transcribed yet", body = ErrorBody)))]
+pub async fn download_transcript(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath((id, format)): ApiPath<(i64, String)>,
+) -> Result<Response, ApiError> {
+    principal.require(Scope::Read)?;
+    let recording = owned(&state, &principal, id).await?;
+    let segments = state
+        .store
+        .recordings()
+        .transcript(principal.user_id, id)
+        .await
+        .map_err(not_found)?
+        .ok_or_else(|| {
+            ApiError::Conflict(format!(
+                "the transcript is not ready: the status is {}",
+                recording.status
+            ))
+        })?;
+    let (content_type, body) = transcript_file(&format, &segments).ok_or_else(|| {
+        ApiError::bad_request(format!("format: {format:?} is not one of txt, srt, vtt"))
+    })?;
+    let stem: String = recording
+        .title
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(80)
+        .collect();
+    let disposition = format!("attachment; filename=\"{stem}.{format}\"");
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type.to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+#[utoipa::path(get, path = "/api/recordings/{id}/audio", tag = "recordings",
+    params(("id" = i64, Path)),
+    responses((status = 200, description = "The uploaded audio as stored; honours `Range` (206) so players can seek"),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_audio(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<i64>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    principal.require(Scope::Read)?;
+    let recording = owned(&state, &principal, id).await?;
+    let path = state
+        .blobs
+        .path(&recording.blob_key)
+        .ok_or(ApiError::NotFound("audio"))?;
+    let mime: mime::Mime = recording
+        .mime_type
+        .parse()
+        .unwrap_or(mime::APPLICATION_OCTET_STREAM);
+    let response = ServeFile::new_with_mime(path, &mime)
+        .oneshot(request)
+        .await
+        .map_err(|e| ApiError::Internal(format!("reading audio: {e}")))?;
+    Ok(response.map(Body::new))
 }
 
 #[utoipa::path(get, path = "/api/recordings/{id}/transcript", tag = "recordings",

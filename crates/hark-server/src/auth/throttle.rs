@@ -1,0 +1,67 @@
+//! Sign-in attempts per client IP, so passwords cannot be guessed at speed: a small burst,
+//! then a steady trickle (GCRA by `governor`, in memory, nothing stored).
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::error::ApiError;
+
+pub struct LoginThrottle {
+    limiter: DefaultKeyedRateLimiter<IpAddr>,
+}
+
+impl LoginThrottle {
+    /// `burst` attempts at once, then one more every `period`.
+    pub fn new(burst: u32, period: Duration) -> Self {
+        let burst = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::with_period(period)
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+            .allow_burst(burst);
+        LoginThrottle {
+            limiter: RateLimiter::keyed(quota),
+        }
+    }
+
+    /// Counts one attempt from `ip`; a `429` with the wait when there were too many.
+    pub fn attempt(&self, ip: IpAddr) -> Result<(), ApiError> {
+        self.limiter.check_key(&ip).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            ApiError::TooManyRequests {
+                retry_after_secs: wait.as_secs().max(1),
+            }
+        })?;
+        if self.limiter.len() > 10_000 {
+            self.limiter.retain_recent();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_then_429_per_address() {
+        let throttle = LoginThrottle::new(3, Duration::from_secs(60));
+        let one: IpAddr = "10.0.0.1".parse().expect("ip");
+        let other: IpAddr = "10.0.0.2".parse().expect("ip");
+        for _ in 0..3 {
+            assert!(throttle.attempt(one).is_ok());
+        }
+        match throttle.attempt(one) {
+            Err(ApiError::TooManyRequests { retry_after_secs }) => {
+                assert!((1..=60).contains(&retry_after_secs))
+            }
+            other => panic!("expected 429, got {other:?}"),
+        }
+        assert!(
+            throttle.attempt(other).is_ok(),
+            "other addresses are not affected"
+        );
+    }
+}

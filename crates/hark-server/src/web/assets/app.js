@@ -1,0 +1,574 @@
+// hark's web UI: plain DOM, no framework, no inline script (the CSP forbids it). Every
+// value from the server goes in through textContent or attributes, never as markup.
+
+const main = document.getElementById("main");
+let me = null;
+let refreshTimer = null;
+
+// ---------- small helpers ----------
+
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
+    else if (key === "class") el.className = value;
+    else if (value === true) el.setAttribute(key, "");
+    else el.setAttribute(key, value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+class ApiFailure extends Error {
+  constructor(status, body) {
+    super(body?.error?.message || `request failed (${status})`);
+    this.status = status;
+    this.code = body?.error?.code;
+  }
+}
+
+async function api(method, path, body) {
+  const options = { method, headers: { Accept: "application/json" }, credentials: "same-origin" };
+  if (body !== undefined) {
+    options.headers["Content-Type"] = "application/json";
+    options.body = JSON.stringify(body);
+  }
+  const res = await fetch(path, options);
+  if (res.status === 204) return null;
+  const data = res.headers.get("content-type")?.includes("json") ? await res.json() : null;
+  if (!res.ok) {
+    if (res.status === 401 && me && !path.startsWith("/api/auth/")) {
+      me = null;
+      go("#/login");
+    }
+    throw new ApiFailure(res.status, data);
+  }
+  return data;
+}
+
+function toast(message) {
+  const el = document.getElementById("toast");
+  el.textContent = message;
+  el.hidden = false;
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => (el.hidden = true), 3500);
+}
+
+function go(hash) {
+  if (location.hash === hash) route();
+  else location.hash = hash;
+}
+
+const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium" });
+const timeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+
+function when(value, fallback = "never") {
+  return value ? dateFormat.format(new Date(value)) : fallback;
+}
+
+function clock(seconds) {
+  const s = Math.max(0, Math.floor(seconds));
+  const hh = Math.floor(s / 3600);
+  const mm = Math.floor((s % 3600) / 60);
+  const ss = String(s % 60).padStart(2, "0");
+  return hh ? `${hh}:${String(mm).padStart(2, "0")}:${ss}` : `${mm}:${ss}`;
+}
+
+function badge(status) {
+  const text = status.toLowerCase();
+  return h("span", { class: `badge badge-${text}` }, text);
+}
+
+function field(label, input, hint) {
+  const id = input.id || `f-${Math.random().toString(36).slice(2)}`;
+  input.id = id;
+  return h("div", { class: "field" }, h("label", { for: id }, label), input, hint ? h("p", { class: "hint" }, hint) : null);
+}
+
+function errorLine() {
+  return h("p", { class: "error", role: "alert", hidden: true });
+}
+
+function showError(el, err) {
+  el.textContent = err.message;
+  el.hidden = false;
+}
+
+/** A modal dialog (native <dialog>: focus trapping and Escape come with it). */
+function dialog(title, body, { onclose } = {}) {
+  const d = h("dialog", { "aria-labelledby": "dialog-title" },
+    h("div", { class: "dialog-head" },
+      h("h2", { id: "dialog-title" }, title),
+      h("button", { type: "button", class: "icon", "aria-label": "Close", onclick: () => d.close() }, "×")),
+    body);
+  d.addEventListener("close", () => {
+    d.remove();
+    onclose?.();
+  });
+  document.body.append(d);
+  d.showModal();
+  return d;
+}
+
+function confirmDialog(title, message, action, danger = true) {
+  return new Promise((resolve) => {
+    let confirmed = false;
+    const d = dialog(title, h("div", {},
+      h("p", {}, message),
+      h("div", { class: "actions" },
+        h("button", { type: "button", class: "secondary", onclick: () => d.close() }, "Cancel"),
+        h("button", { type: "button", class: danger ? "danger" : "primary",
+          onclick: () => { confirmed = true; d.close(); } }, action))),
+      { onclose: () => resolve(confirmed) });
+  });
+}
+
+// ---------- shell ----------
+
+function shell(section) {
+  document.getElementById("topbar").hidden = !me;
+  document.getElementById("who").textContent = me ? `${me.username} · ${me.role}` : "";
+  for (const a of document.querySelectorAll("[data-nav]")) {
+    if (a.dataset.nav === section) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
+  }
+  clearInterval(refreshTimer);
+  refreshTimer = null;
+  main.replaceChildren();
+}
+
+document.getElementById("signout").addEventListener("click", async () => {
+  await api("POST", "/api/auth/logout").catch(() => {});
+  me = null;
+  go("#/login");
+});
+
+// ---------- sign in / first run ----------
+
+function signInView() {
+  shell(null);
+  const username = h("input", { name: "username", autocomplete: "username", required: true });
+  const password = h("input", { name: "password", type: "password", autocomplete: "current-password", required: true });
+  const error = errorLine();
+  const form = h("form", { class: "card narrow", "aria-labelledby": "signin-title" },
+    h("h1", { id: "signin-title" }, "Sign in to hark"),
+    field("Username", username),
+    field("Password", password),
+    error,
+    h("button", { type: "submit", class: "primary wide" }, "Sign in"));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    error.hidden = true;
+    try {
+      me = await api("POST", "/api/auth/login", { username: username.value, password: password.value });
+      go("#/recordings");
+    } catch (err) {
+      showError(error, err.status === 401 ? new Error("Wrong username or password.") : err);
+    }
+  });
+  main.append(h("div", { class: "center" }, form));
+  username.focus();
+}
+
+function setupView() {
+  shell(null);
+  const username = h("input", { name: "username", autocomplete: "username", required: true, value: "admin" });
+  const password = h("input", { name: "password", type: "password", autocomplete: "new-password", required: true, minlength: "8" });
+  const again = h("input", { name: "confirm", type: "password", autocomplete: "new-password", required: true, minlength: "8" });
+  const error = errorLine();
+  const form = h("form", { class: "card narrow", "aria-labelledby": "setup-title" },
+    h("h1", { id: "setup-title" }, "Welcome to hark"),
+    h("p", { class: "muted" }, "No one has signed in here yet. Choose the first administrator's name and password."),
+    field("Username", username),
+    field("Password", password, "At least 8 characters."),
+    field("Confirm password", again),
+    error,
+    h("button", { type: "submit", class: "primary wide" }, "Create administrator"));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    error.hidden = true;
+    if (password.value !== again.value) return showError(error, new Error("The passwords do not match."));
+    try {
+      me = await api("POST", "/api/setup", { username: username.value, password: password.value });
+      go("#/recordings");
+    } catch (err) {
+      showError(error, err);
+    }
+  });
+  main.append(h("div", { class: "center" }, form));
+  password.focus();
+}
+
+// ---------- recordings ----------
+
+const ACTIVE = new Set(["PENDING", "PROCESSING", "SUMMARIZING"]);
+
+async function recordingsView(params) {
+  shell("recordings");
+  const q = params.get("q") || "";
+  const tag = params.get("tag") || "";
+  const page = Number(params.get("page") || "1");
+  const search = h("input", { type: "search", name: "q", value: q, placeholder: "Search titles" });
+  const tagSelect = h("select", { name: "tag" }, h("option", { value: "" }, "All tags"));
+  const filters = h("form", { class: "filters", role: "search" },
+    field("Search", search), field("Tag", tagSelect),
+    h("button", { type: "submit", class: "secondary" }, "Apply"));
+  filters.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const next = new URLSearchParams();
+    if (search.value.trim()) next.set("q", search.value.trim());
+    if (tagSelect.value) next.set("tag", tagSelect.value);
+    go(`#/recordings?${next}`);
+  });
+  tagSelect.addEventListener("change", () => filters.requestSubmit());
+
+  const list = h("div", { class: "list", "aria-live": "polite" }, h("p", { class: "muted" }, "Loading…"));
+  const pager = h("nav", { class: "pager", "aria-label": "Pages" });
+  main.append(
+    h("div", { class: "page-head" }, h("h1", {}, "Recordings")),
+    uploader(() => load()),
+    filters, list, pager);
+
+  api("GET", "/api/tags").then(({ tags }) => {
+    for (const t of tags) tagSelect.append(h("option", { value: String(t.id), selected: String(t.id) === tag }, t.name));
+  }).catch(() => {});
+
+  async function load() {
+    const query = new URLSearchParams({ page: String(page), per_page: "20" });
+    if (q) query.set("q", q);
+    if (tag) query.set("tag", tag);
+    let data;
+    try {
+      data = await api("GET", `/api/recordings?${query}`);
+    } catch (err) {
+      list.replaceChildren(h("p", { class: "error" }, err.message));
+      return;
+    }
+    if (!data.recordings.length) {
+      list.replaceChildren(h("div", { class: "empty" },
+        h("p", {}, q || tag ? "No recordings match." : "No recordings yet."),
+        h("p", { class: "muted" }, q || tag ? "Try another search or tag." : "Upload an audio file above to get a transcript and a summary.")));
+    } else {
+      list.replaceChildren(h("table", { class: "table" },
+        h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Title"), h("th", { scope: "col" }, "Status"),
+          h("th", { scope: "col", class: "hide-narrow" }, "Length"), h("th", { scope: "col", class: "hide-narrow" }, "Tags"),
+          h("th", { scope: "col" }, "Uploaded"))),
+        h("tbody", {}, data.recordings.map((r) => h("tr", {},
+          h("td", {}, h("a", { href: `#/recordings/${r.id}` }, r.title)),
+          h("td", {}, badge(r.status)),
+          h("td", { class: "hide-narrow" }, r.duration_seconds ? clock(r.duration_seconds) : "—"),
+          h("td", { class: "hide-narrow" }, r.tags.map((t) => h("span", { class: "chip" }, t.name))),
+          h("td", {}, when(r.created_at)))))));
+    }
+    const p = data.pagination;
+    const link = (n, label, enabled) => {
+      const next = new URLSearchParams(params);
+      next.set("page", String(n));
+      return enabled ? h("a", { href: `#/recordings?${next}`, class: "button secondary" }, label)
+        : h("span", { class: "button secondary", "aria-disabled": "true" }, label);
+    };
+    pager.replaceChildren(link(p.page - 1, "← Previous", p.has_prev),
+      h("span", { class: "muted" }, `Page ${p.page} of ${Math.max(1, p.total_pages)} · ${p.total} recording${p.total === 1 ? "" : "s"}`),
+      link(p.page + 1, "Next →", p.has_next));
+    const busy = data.recordings.some((r) => ACTIVE.has(r.status));
+    clearInterval(refreshTimer);
+    refreshTimer = busy ? setInterval(load, 2000) : null;
+  }
+  load();
+}
+
+function uploader(done) {
+  const input = h("input", { type: "file", accept: "audio/*,video/*,.m4a,.mp3,.wav,.flac,.ogg", class: "visually-hidden", id: "file" });
+  const bar = h("progress", { max: "100", value: "0", hidden: true, "aria-label": "Upload progress" });
+  const label = h("span", { class: "muted", role: "status" }, "");
+  const zone = h("div", { class: "dropzone" },
+    h("p", {}, h("strong", {}, "Drop an audio file here"), " or ",
+      h("label", { for: "file", class: "button primary" }, "Choose a file")),
+    h("p", { class: "hint" }, "WAV, MP3, FLAC, Ogg or M4A. It is transcribed and summarised on this server."),
+    input, bar, label);
+  const send = (file) => {
+    if (!file) return;
+    const body = new FormData();
+    body.append("file", file);
+    body.append("title", file.name.replace(/\.[^.]+$/, ""));
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", "/api/recordings");
+    bar.hidden = false;
+    bar.value = 0;
+    label.textContent = `Uploading ${file.name}…`;
+    xhr.upload.addEventListener("progress", (e) => {
+      if (e.lengthComputable) {
+        bar.value = Math.round((e.loaded / e.total) * 100);
+        label.textContent = `Uploading ${file.name}… ${bar.value}%`;
+      }
+    });
+    xhr.addEventListener("load", () => {
+      bar.hidden = true;
+      if (xhr.status === 201) {
+        label.textContent = `${file.name} uploaded; transcribing.`;
+        done();
+      } else {
+        let message = `Upload failed (${xhr.status}).`;
+        try { message = JSON.parse(xhr.responseText).error.message; } catch { /* not JSON */ }
+        label.textContent = message;
+      }
+    });
+    xhr.addEventListener("error", () => { bar.hidden = true; label.textContent = "Upload failed: the connection dropped."; });
+    xhr.send(body);
+  };
+  input.addEventListener("change", () => send(input.files[0]));
+  zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("over"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (e) => { e.preventDefault(); zone.classList.remove("over"); send(e.dataTransfer.files[0]); });
+  return zone;
+}
+
+async function recordingView(id) {
+  shell("recordings");
+  let recording;
+  try {
+    recording = await api("GET", `/api/recordings/${id}`);
+  } catch (err) {
+    main.append(h("p", { class: "error" }, err.status === 404 ? "No such recording." : err.message));
+    return;
+  }
+  const audio = h("audio", { controls: true, preload: "metadata", src: `/api/recordings/${id}/audio` });
+  const status = h("span", {}, badge(recording.status));
+  const transcript = h("section", { class: "card", "aria-labelledby": "t-title" }, h("h2", { id: "t-title" }, "Transcript"));
+  const summary = h("section", { class: "card", "aria-labelledby": "s-title" }, h("h2", { id: "s-title" }, "Summary"));
+  const tags = h("section", { class: "card", "aria-labelledby": "g-title" }, h("h2", { id: "g-title" }, "Tags"));
+  const downloads = h("div", { class: "downloads" }, ["txt", "srt", "vtt"].map((f) =>
+    h("a", { class: "button secondary", href: `/api/recordings/${id}/transcript/${f}`, download: "" }, f.toUpperCase())));
+  const remove = h("button", { type: "button", class: "danger" }, "Delete");
+  remove.addEventListener("click", async () => {
+    if (!(await confirmDialog("Delete recording?", `“${recording.title}”, its audio and its transcript are deleted for good.`, "Delete"))) return;
+    try {
+      await api("DELETE", `/api/recordings/${id}`);
+      toast("Recording deleted.");
+      go("#/recordings");
+    } catch (err) { toast(err.message); }
+  });
+  main.append(
+    h("p", {}, h("a", { href: "#/recordings" }, "← All recordings")),
+    h("div", { class: "page-head" }, h("h1", {}, recording.title), status),
+    h("p", { class: "muted" }, `${recording.original_filename} · uploaded ${timeFormat.format(new Date(recording.created_at))}`),
+    audio,
+    h("div", { class: "toolbar" }, downloads, remove),
+    h("div", { class: "columns" }, transcript, h("div", {}, summary, tags)));
+
+  const fill = async () => {
+    recording = await api("GET", `/api/recordings/${id}`);
+    status.replaceChildren(badge(recording.status));
+    const t = await api("GET", `/api/recordings/${id}/transcript`);
+    const body = recording.status === "FAILED"
+      ? h("p", { class: "error" }, recording.error || "Transcription failed.")
+      : t.segments.length
+        ? h("ol", { class: "segments" }, t.segments.map((s) => h("li", {},
+          h("button", { type: "button", class: "stamp", "aria-label": `Play from ${clock(s.start)}`,
+            onclick: () => { audio.currentTime = s.start; audio.play().catch(() => {}); } }, clock(s.start)),
+          h("span", {}, s.text.trim()))))
+        : h("p", { class: "muted" }, ACTIVE.has(recording.status) ? `Transcribing… (${recording.status.toLowerCase()})` : "No speech was found.");
+    transcript.replaceChildren(transcript.firstChild, body);
+    const sm = await api("GET", `/api/recordings/${id}/summary`);
+    summary.replaceChildren(summary.firstChild,
+      sm.summary ? h("p", {}, sm.summary) : h("p", { class: "muted" }, ACTIVE.has(recording.status) ? "Waiting for the transcript…" : "No summary."));
+    downloads.hidden = recording.status !== "COMPLETED";
+    if (!ACTIVE.has(recording.status)) { clearInterval(refreshTimer); refreshTimer = null; }
+  };
+  const fillTags = async () => {
+    const [{ tags: all }, current] = [await api("GET", "/api/tags"), await api("GET", `/api/recordings/${id}`)];
+    const chips = h("ul", { class: "chips" }, current.tags.map((t) => h("li", { class: "chip" }, t.name,
+      h("button", { type: "button", class: "icon", "aria-label": `Remove tag ${t.name}`, onclick: async () => {
+        await api("DELETE", `/api/recordings/${id}/tags/${t.id}`).catch((e) => toast(e.message));
+        fillTags();
+      } }, "×"))));
+    const name = h("input", { name: "tag", list: "tag-names", placeholder: "Add a tag", maxlength: "50" });
+    const names = h("datalist", { id: "tag-names" }, all.map((t) => h("option", { value: t.name })));
+    const add = h("form", { class: "inline" }, h("label", { for: "tag-input", class: "visually-hidden" }, "Tag name"), name, names,
+      h("button", { type: "submit", class: "secondary" }, "Add"));
+    name.id = "tag-input";
+    add.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const wanted = name.value.trim();
+      if (!wanted) return;
+      try {
+        const tag = all.find((t) => t.name.toLowerCase() === wanted.toLowerCase()) || (await api("POST", "/api/tags", { name: wanted }));
+        await api("POST", `/api/recordings/${id}/tags`, { tag_id: tag.id });
+        fillTags();
+      } catch (err) { toast(err.message); }
+    });
+    tags.replaceChildren(tags.firstChild, chips, add);
+  };
+  await fill().catch((err) => toast(err.message));
+  fillTags().catch(() => {});
+  if (ACTIVE.has(recording.status)) refreshTimer = setInterval(() => fill().catch(() => {}), 2000);
+}
+
+// ---------- settings: API tokens ----------
+
+const EXPIRY = [["never", "No expiration"], ["30d", "30 days"], ["90d", "90 days"], ["1y", "1 year"],
+  ["2y", "2 years"], ["5y", "5 years"], ["custom", "Custom date…"]];
+const SCOPES = [["read", "Read recordings and transcripts"], ["write", "Upload, tag and delete recordings"],
+  ["batch", "Batch transcription API (/api/v3, /v1)"], ["realtime", "Realtime streaming"]];
+
+async function tokensView() {
+  shell("settings");
+  const canCreate = me.role !== "viewer";
+  const create = h("button", { type: "button", class: "primary", disabled: !canCreate }, "Create token");
+  create.addEventListener("click", () => createTokenDialog(load));
+  const list = h("div", { class: "list" }, h("p", { class: "muted" }, "Loading…"));
+  main.append(
+    h("div", { class: "page-head" }, h("h1", {}, "Account settings")),
+    h("nav", { class: "tabs", "aria-label": "Settings" }, h("a", { href: "#/settings/tokens", "aria-current": "page" }, "API Tokens")),
+    h("div", { class: "section-head" },
+      h("div", {}, h("h2", {}, "API Tokens"),
+        h("p", { class: "muted" }, "Tokens let scripts and integrations use hark’s API as you. Treat them like passwords.")),
+      create),
+    h("p", { class: "notice", hidden: canCreate }, "Viewers can read in the web UI but cannot create or use API tokens."),
+    list);
+
+  async function load() {
+    let tokens;
+    try {
+      ({ tokens } = await api("GET", "/api/tokens"));
+    } catch (err) {
+      list.replaceChildren(h("p", { class: "error" }, err.message));
+      return;
+    }
+    if (!tokens.length) {
+      list.replaceChildren(h("div", { class: "empty" }, h("p", {}, "No tokens yet."),
+        h("p", { class: "muted" }, "Create one to call the API from scripts, the OpenAI SDK or automation tools.")));
+      return;
+    }
+    list.replaceChildren(h("table", { class: "table tokens" },
+      h("thead", {}, h("tr", {}, ["Name", "Type", "Status", "Created", "Last used", "Expires", "Token", ""].map((c) =>
+        h("th", { scope: "col", class: ["Created", "Token"].includes(c) ? "hide-narrow" : null }, c)))),
+      h("tbody", {}, tokens.map((t) => tokenRow(t, load)))));
+  }
+  load();
+}
+
+function tokenRow(t, reload) {
+  const marks = [];
+  if (t.status === "active" && !t.last_used_at) marks.push(h("span", { class: "mark" }, "unused"));
+  if (t.status === "active" && t.expires_soon) marks.push(h("span", { class: "mark warn" }, "expires soon"));
+  const actions = h("td", { class: "row-actions" });
+  if (t.status !== "revoked") {
+    actions.append(
+      h("button", { type: "button", class: "secondary small", onclick: async () => {
+        if (!(await confirmDialog("Rotate token?", `A new secret replaces “${t.name}”. The old one stops working now; update every place that uses it.`, "Rotate", false))) return;
+        try {
+          const created = await api("POST", `/api/tokens/${t.id}/rotate`, {});
+          showTokenOnce(created, reload);
+        } catch (err) { toast(err.message); }
+      } }, "Rotate"),
+      h("button", { type: "button", class: "danger small", onclick: async () => {
+        if (!(await confirmDialog("Revoke token?", `“${t.name}” stops working immediately. This cannot be undone.`, "Revoke"))) return;
+        try {
+          await api("DELETE", `/api/tokens/${t.id}`);
+          toast("Token revoked.");
+          reload();
+        } catch (err) { toast(err.message); }
+      } }, "Revoke"));
+  }
+  return h("tr", { "data-token-id": String(t.id) },
+    h("td", {}, h("strong", {}, t.name), " ", marks),
+    h("td", {}, t.kind, h("br"), h("span", { class: "muted small" }, t.scopes.join(", "))),
+    h("td", {}, h("span", { class: `badge badge-${t.status}` }, t.status)),
+    h("td", { class: "hide-narrow" }, when(t.created_at)),
+    h("td", {}, when(t.last_used_at)),
+    h("td", {}, when(t.expires_at)),
+    h("td", { class: "hide-narrow" }, h("code", {}, t.hint)),
+    actions);
+}
+
+function createTokenDialog(reload) {
+  const name = h("input", { name: "name", required: true, maxlength: "100", placeholder: "e.g. n8n automation" });
+  const expiry = h("select", { name: "expires" }, EXPIRY.map(([v, label]) => h("option", { value: v, selected: v === "90d" }, label)));
+  const date = h("input", { type: "date", name: "date", hidden: true, "aria-label": "Expiry date" });
+  expiry.addEventListener("change", () => { date.hidden = expiry.value !== "custom"; date.required = !date.hidden; });
+  const scopes = h("fieldset", { class: "scopes" }, h("legend", {}, "Scopes"),
+    SCOPES.map(([v, label]) => h("label", { class: "check" },
+      h("input", { type: "checkbox", name: "scope", value: v, checked: v !== "realtime" }), ` ${v} `, h("span", { class: "muted small" }, `— ${label}`))));
+  const error = errorLine();
+  const form = h("form", {},
+    field("Name", name, "What will use it? You’ll see this name in the list."),
+    scopes,
+    h("div", { class: "field" }, h("label", { for: "expires" }, "Expiration"), expiry, date),
+    error,
+    h("div", { class: "actions" },
+      h("button", { type: "button", class: "secondary", onclick: () => d.close() }, "Cancel"),
+      h("button", { type: "submit", class: "primary" }, "Create token")));
+  expiry.id = "expires";
+  const d = dialog("Create token", form);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    error.hidden = true;
+    const chosen = [...form.querySelectorAll("input[name=scope]:checked")].map((c) => c.value);
+    if (!chosen.length) return showError(error, new Error("Choose at least one scope."));
+    const expires = expiry.value === "custom" ? date.value : expiry.value;
+    try {
+      const created = await api("POST", "/api/tokens", { name: name.value.trim(), expires, scopes: chosen });
+      d.close();
+      showTokenOnce(created, reload);
+    } catch (err) { showError(error, err); }
+  });
+  name.focus();
+}
+
+function showTokenOnce(created, reload) {
+  const origin = location.origin;
+  const token = created.token;
+  const copyButton = h("button", { type: "button", class: "primary", onclick: async () => {
+    try {
+      await navigator.clipboard.writeText(token);
+      copyButton.textContent = "Copied";
+    } catch {
+      secret.focus();
+      secret.select();
+      copyButton.textContent = "Press Ctrl+C";
+    }
+  } }, "Copy");
+  const secret = h("input", { class: "secret", readonly: true, value: token, "aria-label": "Your new token", "data-token": "" });
+  const example = (title, text) => h("div", { class: "example" }, h("h3", {}, title), h("pre", {}, h("code", {}, text)));
+  const body = h("div", {},
+    h("p", { class: "warning", role: "alert" }, "Copy this token now. You won’t see it again: hark keeps only a hash of it."),
+    h("div", { class: "secret-row" }, secret, copyButton),
+    example("HTTP header", `Authorization: Bearer ${token}`),
+    example("curl", `curl -H "Authorization: Bearer ${token}" \\\n  -F file=@meeting.wav ${origin}/api/recordings`),
+    example("Python (OpenAI SDK)", `from openai import OpenAI\n\nclient = OpenAI(base_url="${origin}/v1", api_key="${token}")\nwith open("meeting.wav", "rb") as audio:\n    print(client.audio.transcriptions.create(model="whisper-1", file=audio).text)`),
+    h("div", { class: "actions" }, h("button", { type: "button", class: "primary", onclick: () => d.close() }, "I’ve saved it")));
+  const d = dialog(`Token “${created.name}” created`, body, {
+    onclose: () => { secret.value = ""; reload(); },
+  });
+  secret.select();
+}
+
+// ---------- routing ----------
+
+async function route() {
+  const [path, query = ""] = location.hash.slice(1).split("?");
+  const params = new URLSearchParams(query);
+  if (path === "/setup") return setupView();
+  if (path === "/login" || !me) {
+    try {
+      if ((await api("GET", "/api/setup")).needed) return go("#/setup");
+      me = await api("GET", "/api/auth/session");
+    } catch {
+      me = null;
+    }
+    if (!me) return signInView();
+    if (path === "/login") return go("#/recordings");
+  }
+  const recording = path.match(/^\/recordings\/(\d+)$/);
+  if (recording) return recordingView(recording[1]);
+  if (path === "/settings/tokens" || path === "/settings") return tokensView();
+  return recordingsView(params);
+}
+
+window.addEventListener("hashchange", route);
+route();

@@ -1,0 +1,158 @@
+// End-to-end checks of hark's web UI in Debian's Chromium, driven by playwright-core.
+// Run by crates/hark/tests/browser.rs against a real hark on loopback:
+//   node ui.mjs tokens BASE_URL USERNAME PASSWORD AUDIO_FILE ARTIFACT_DIR
+//   node ui.mjs setup  BASE_URL USERNAME PASSWORD - ARTIFACT_DIR
+// Prints one JSON line with what the Rust side needs to check (e.g. the token it saw, so
+// it can assert the server never logged it); exits non-zero on the first failed check.
+
+import { chromium } from "playwright-core";
+import { mkdirSync } from "node:fs";
+import path from "node:path";
+
+const [mode, base, username, password, audioFile, artifacts] = process.argv.slice(2);
+const origin = new URL(base).origin;
+mkdirSync(artifacts, { recursive: true });
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  headless: true,
+  args: ["--no-sandbox"],
+});
+const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+const page = await context.newPage();
+const foreign = [];
+const problems = [];
+page.on("request", (request) => {
+  const url = request.url();
+  if (!url.startsWith(origin + "/") && !url.startsWith("blob:")) foreign.push(url);
+});
+page.on("console", (message) => {
+  // Expected 401s (probing the session, a wrong password) are logged by Chromium as
+  // "Failed to load resource"; anything else (a CSP refusal, a script error) is a problem.
+  const text = message.text();
+  if (message.type() === "error" && !text.startsWith("Failed to load resource")) problems.push(text);
+});
+page.on("pageerror", (error) => problems.push(String(error)));
+
+const shot = (name) => page.screenshot({ path: path.join(artifacts, `${name}.png`), fullPage: true });
+
+function check(condition, message) {
+  if (!condition) throw new Error(message);
+}
+
+async function apiStatus(token, route) {
+  const res = await fetch(`${base}${route}`, { headers: { Authorization: `Bearer ${token}` } });
+  return res.status;
+}
+
+async function signIn() {
+  await page.goto(base);
+  await page.getByLabel("Username").fill(username);
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("heading", { name: "Recordings" }).waitFor();
+}
+
+async function tokens() {
+  await page.goto(base);
+  await page.getByRole("heading", { name: "Sign in to hark" }).waitFor();
+  await shot("sign-in");
+  await signIn();
+  await shot("recordings-empty");
+
+  // Create a token; read it from the page exactly once.
+  await page.getByRole("link", { name: "Settings" }).click();
+  await page.getByRole("heading", { name: "API Tokens" }).waitFor();
+  await page.getByRole("button", { name: "Create token" }).click();
+  const dialog = page.getByRole("dialog");
+  await dialog.getByLabel("Name").fill("browser test");
+  await dialog.getByLabel("Expiration").selectOption("30d");
+  await shot("create-token");
+  await dialog.getByRole("button", { name: "Create token" }).click();
+  const secret = page.locator("input[data-token]");
+  await secret.waitFor();
+  const token = await secret.inputValue();
+  check(/^hark_pat_[0-9A-Za-z]{38}$/.test(token), `the dialog shows a token: ${token}`);
+  const examples = await page.locator("dialog pre").allTextContents();
+  check(examples.some((e) => e.includes(`${origin}/v1`)), "examples carry the server's URL");
+  check(examples.some((e) => e.startsWith("Authorization: Bearer hark_pat_")), "the header example");
+  await shot("token-created");
+  await page.getByRole("button", { name: "I’ve saved it" }).click();
+  await page.locator("dialog").waitFor({ state: "detached" });
+  check((await page.locator("input[data-token]").count()) === 0, "the token is gone once the dialog closes");
+  check(!(await page.content()).includes(token), "the page no longer holds the token");
+
+  // Listed as active and unused; it works over plain HTTP, after which it is used...
+  const row = page.locator("tr", { hasText: "browser test" });
+  await row.locator(".badge", { hasText: "active" }).waitFor();
+  await row.locator(".mark", { hasText: "unused" }).waitFor();
+  check((await apiStatus(token, "/api/tokens/self")) === 200, "the new token is accepted");
+  await page.waitForTimeout(600);
+  await page.reload();
+  await row.locator(".badge", { hasText: "active" }).waitFor();
+  check((await row.locator(".mark", { hasText: "unused" }).count()) === 0, "last use is shown");
+  await shot("tokens");
+
+  // ...until it is revoked in the UI.
+  await row.getByRole("button", { name: "Revoke" }).click();
+  await page.getByRole("dialog").getByRole("button", { name: "Revoke" }).click();
+  await row.locator(".badge", { hasText: "revoked" }).waitFor();
+  check((await apiStatus(token, "/api/tokens/self")) === 401, "the revoked token is refused");
+  await shot("token-revoked");
+
+  // Phone width: the tokens page still reads.
+  await page.setViewportSize({ width: 390, height: 844 });
+  await shot("tokens-phone");
+  await page.setViewportSize({ width: 1280, height: 860 });
+
+  // Upload a clip with the file picker; its transcript appears on its own.
+  await page.getByRole("link", { name: "Recordings" }).click();
+  await page.getByRole("heading", { name: "Recordings" }).waitFor();
+  await page.locator("#file").setInputFiles(audioFile);
+  const title = path.basename(audioFile).replace(/\.[^.]+$/, "");
+  await page.getByRole("link", { name: title }).waitFor();
+  await shot("recordings-uploaded");
+  await page.locator("tr", { hasText: title }).locator(".badge", { hasText: "completed" }).waitFor({ timeout: 180_000 });
+  await page.getByRole("link", { name: title }).click();
+  await page.locator(".segments li").first().waitFor({ timeout: 30_000 });
+  const transcript = (await page.locator(".segments").innerText()).replace(/\s+/g, " ");
+  const stamp = page.locator(".stamp").nth(1);
+  await stamp.click();
+  const position = await page.locator("audio").evaluate((a) => a.currentTime);
+  check(position > 0, "clicking a timestamp moves the player");
+  await page.getByRole("heading", { name: "Summary" }).waitFor();
+  await shot("recording");
+  const status = await page.request.get(`${base}/api/recordings`);
+  check(status.status() === 200, "the session cookie reads the API");
+  return { token, transcript };
+}
+
+async function setup() {
+  await page.goto(base);
+  await page.getByRole("heading", { name: "Welcome to hark" }).waitFor();
+  await shot("first-run");
+  await page.getByLabel("Username").fill(username);
+  await page.getByLabel("Password", { exact: true }).fill(password);
+  await page.getByLabel("Confirm password").fill(password);
+  await page.getByRole("button", { name: "Create administrator" }).click();
+  await page.getByRole("heading", { name: "Recordings" }).waitFor();
+  check((await page.locator("#who").innerText()).includes("admin"), "signed in as an admin");
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByRole("heading", { name: "Sign in to hark" }).waitFor();
+  await signIn();
+  return {};
+}
+
+let result;
+try {
+  result = mode === "setup" ? await setup() : await tokens();
+  check(foreign.length === 0, `requests left the origin: ${foreign.join(", ")}`);
+  check(problems.length === 0, `console errors (CSP or script): ${problems.join(" | ")}`);
+  console.log(JSON.stringify({ ok: true, ...result }));
+} catch (error) {
+  await shot("failure").catch(() => {});
+  console.log(JSON.stringify({ ok: false, error: String(error?.stack || error), problems, foreign }));
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}

@@ -1,0 +1,381 @@
+//! The web UI: what it is served with, the API it relies on (first run, session, audio,
+//! downloads, filters, sign-in throttling), and the whole flow in Debian's Chromium
+//! (`tests/browser/ui.mjs`, driven by playwright-core; both installed by scripts/test.sh).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+fn browser_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
+}
+
+/// Runs `ui.mjs` in `mode` against `server`; returns its JSON report.
+fn run_browser(server: &TestServer, mode: &str, username: &str, audio: &str) -> Value {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&chromium).exists()
+            && browser_dir().join("node_modules/playwright-core").exists(),
+        "Chromium ({chromium}) and playwright-core are needed: ./scripts/test.sh installs both"
+    );
+    let artifacts = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/browser-artifacts")
+        .join(mode);
+    let out = Command::new("node")
+        .arg(browser_dir().join("ui.mjs"))
+        .args([mode, &server.url(""), username, PASSWORD, audio])
+        .arg(&artifacts)
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: Value = stdout
+        .lines()
+        .rev()
+        .find_map(|line| serde_json::from_str(line).ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no report from ui.mjs\nstdout: {stdout}\nstderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    assert!(
+        out.status.success() && report["ok"] == true,
+        "browser check failed (screenshots in {}): {report:#}",
+        artifacts.display()
+    );
+    report
+}
+
+#[tokio::test]
+async fn in_chromium_a_token_is_created_shown_once_used_and_revoked_and_a_clip_is_transcribed() {
+    let server = TestServer::start().await;
+    server.create_user("ada", "admin");
+    let clip = shared_audio("support_01.wav");
+    let report = run_browser(&server, "tokens", "ada", &clip.to_string_lossy());
+    let token = report["token"].as_str().expect("token");
+    server.saw_secret(token);
+    let reference = std::fs::read_to_string(clip.with_extension("txt")).expect("reference");
+    let transcript = report["transcript"].as_str().expect("transcript");
+    let heard: String = transcript
+        .split_whitespace()
+        .filter(|word| !word.contains(':'))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let wer = word_error_rate(&reference, &heard);
+    assert!(wer < 0.15, "WER {wer:.2}: {heard}");
+}
+
+#[tokio::test]
+async fn in_chromium_the_first_run_screen_creates_the_admin() {
+    let server = TestServer::start().await;
+    run_browser(&server, "setup", "owner", "-");
+    let (status, _) = error_code(
+        server
+            .client
+            .post(server.url("/api/setup"))
+            .json(&json!({"username": "second", "password": "another password"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "setup works only once");
+}
+
+#[tokio::test]
+async fn pages_are_served_with_a_strict_content_security_policy() {
+    let server = TestServer::start().await;
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/assets/app.js", "text/javascript"),
+        ("/assets/app.css", "text/css"),
+        ("/assets/icon.svg", "image/svg+xml"),
+    ] {
+        let res = server.client.get(server.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{path}");
+        let header = |name: &str| {
+            res.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert!(header("content-type").starts_with(kind), "{path}");
+        let csp = header("content-security-policy");
+        assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'self'"));
+        assert!(
+            !csp.contains("unsafe-inline") && !csp.contains("http"),
+            "{csp}"
+        );
+        assert_eq!(header("x-frame-options"), "DENY");
+    }
+    let html = server
+        .client
+        .get(server.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !html.contains("<script>") && !html.contains("style="),
+        "no inline code"
+    );
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "no other origin"
+    );
+}
+
+#[tokio::test]
+async fn first_run_setup_is_offered_only_while_nobody_exists() {
+    let server = TestServer::start().await;
+    let state: Value = server
+        .client
+        .get(server.url("/api/setup"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(state, json!({"needed": true}));
+    let post = |body: Value| {
+        server
+            .client
+            .post(server.url("/api/setup"))
+            .json(&body)
+            .send()
+    };
+    let (status, code) = error_code(
+        post(json!({"username": "root", "password": "short"}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "invalid_request")
+    );
+    let res = post(json!({"username": "root", "password": "long enough"}))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let cookie = res.headers()["set-cookie"].to_str().unwrap().to_owned();
+    server.saw_secret(cookie.split(';').next().unwrap().split_once('=').unwrap().1);
+    let who: Value = res.json().await.unwrap();
+    assert_eq!(
+        (who["username"].as_str(), who["role"].as_str()),
+        (Some("root"), Some("admin"))
+    );
+    let (status, _) = error_code(
+        post(json!({"username": "mallory", "password": "long enough"}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let state: Value = server
+        .client
+        .get(server.url("/api/setup"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(state, json!({"needed": false}));
+}
+
+#[tokio::test]
+async fn sign_in_attempts_are_throttled_per_address() {
+    let server = TestServer::start().await;
+    server.create_user("ada", "member");
+    let attempt = || {
+        server
+            .client
+            .post(server.url("/api/auth/login"))
+            .json(&json!({"username": "ada", "password": "wrong guess"}))
+            .send()
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        statuses.push(attempt().await.unwrap().status());
+    }
+    assert!(
+        statuses[..10]
+            .iter()
+            .all(|s| *s == StatusCode::UNAUTHORIZED),
+        "{statuses:?}"
+    );
+    let res = attempt().await.unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=30).contains(&wait), "Retry-After {wait}");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited");
+}
+
+#[tokio::test]
+async fn the_session_says_who_is_signed_in() {
+    let server = TestServer::start().await;
+    let token = server.user_with_token("ada", "developer");
+    let who: Value = server
+        .get("/api/auth/session", &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (who["username"].as_str(), who["role"].as_str()),
+        (Some("ada"), Some("developer"))
+    );
+    let res = server
+        .client
+        .get(server.url("/api/auth/session"))
+        .send()
+        .await
+        .unwrap();
+    assert_auth_failed(res).await;
+}
+
+#[tokio::test]
+async fn audio_streams_with_ranges_and_transcripts_download_as_files() {
+    let server = TestServer::start().await;
+    let token = server.user_with_token("ada", "member");
+    let clip = shared_audio("support_02.wav");
+    let created: Value = server
+        .upload(&token, &clip, Some("Support call"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_i64().unwrap();
+    let audio = server
+        .client
+        .get(server.url(&format!("/api/recordings/{id}/audio")))
+        .bearer_auth(&token)
+        .header("range", "bytes=0-99")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(audio.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(audio.headers()["content-type"], "audio/wav");
+    let bytes = audio.bytes().await.unwrap();
+    assert_eq!(bytes.as_ref(), &std::fs::read(&clip).unwrap()[..100]);
+
+    let other = server.user_with_token("bob", "member");
+    let res = server
+        .get(&format!("/api/recordings/{id}/audio"), &other)
+        .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::NOT_FOUND,
+        "only the owner hears it"
+    );
+
+    wait_for_recording(&server, &token, id, Duration::from_secs(180)).await;
+    let res = server
+        .get(&format!("/api/recordings/{id}/transcript/srt"), &token)
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        res.headers()["content-disposition"],
+        "attachment; filename=\"Support_call.srt\""
+    );
+    let srt = res.text().await.unwrap();
+    assert!(srt.starts_with("1\n00:00:"), "{srt}");
+    let (status, _) = error_code(
+        server
+            .get(&format!("/api/recordings/{id}/transcript/doc"), &token)
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn recordings_filter_by_title_and_tag() {
+    let server = TestServer::start().await;
+    let token = server.user_with_token("ada", "member");
+    let clip = shared_audio("support_01.wav");
+    let mut ids = Vec::new();
+    for title in ["Weekly sync", "Customer call 100%", "weekly retro"] {
+        let created: Value = server
+            .upload(&token, &clip, Some(title))
+            .await
+            .json()
+            .await
+            .unwrap();
+        ids.push(created["id"].as_i64().unwrap());
+    }
+    let titles = |page: Value| -> Vec<String> {
+        page["recordings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["title"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let page: Value = server
+        .get("/api/recordings?q=WEEKLY", &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(titles(page.clone()), ["weekly retro", "Weekly sync"]);
+    assert_eq!(page["pagination"]["total"], 2);
+    let page: Value = server
+        .get("/api/recordings?q=100%25", &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        titles(page),
+        ["Customer call 100%"],
+        "% is matched literally"
+    );
+    let tag: Value = server
+        .post_json("/api/tags", &token, json!({"name": "sales"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let tag_id = tag["id"].as_i64().unwrap();
+    let res = server
+        .post_json(
+            &format!("/api/recordings/{}/tags", ids[1]),
+            &token,
+            json!({"tag_id": tag_id}),
+        )
+        .await;
+    assert!(res.status().is_success());
+    let page: Value = server
+        .get(&format!("/api/recordings?tag={tag_id}"), &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(titles(page), ["Customer call 100%"]);
+    let page: Value = server
+        .get(&format!("/api/recordings?tag={tag_id}&q=weekly"), &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["pagination"]["total"], 0);
+    let (status, _) = error_code(server.get("/api/recordings?tag=sales", &token).await).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
