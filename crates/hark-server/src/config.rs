@@ -19,6 +19,10 @@ pub struct ServerConfig {
     pub session_ttl: Duration,
     /// Mark the session cookie `Secure` (set when served over HTTPS).
     pub secure_cookies: bool,
+    /// Requests a minute per token (0: no limit).
+    pub token_requests_per_minute: u32,
+    /// Failed token authentications a minute per client IP before it is locked out (0: no limit).
+    pub failed_auths_per_minute: u32,
 }
 
 impl Default for ServerConfig {
@@ -32,6 +36,8 @@ impl Default for ServerConfig {
             max_json_bytes: 64 * 1024,
             session_ttl: Duration::hours(12),
             secure_cookies: false,
+            token_requests_per_minute: 600,
+            failed_auths_per_minute: 30,
         }
     }
 }

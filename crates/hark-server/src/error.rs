@@ -30,8 +30,13 @@ pub enum ApiError {
     Conflict(String),
     #[error("{message}")]
     Rejected { status: StatusCode, message: String },
-    #[error("too many attempts; try again in {retry_after_secs} s")]
-    TooManyRequests { retry_after_secs: u64 },
+    /// `limit`: the caller's per-minute quota, when the limit is a token's (adds the
+    /// `RateLimit-*` headers).
+    #[error("too many requests; try again in {retry_after_secs} s")]
+    TooManyRequests {
+        retry_after_secs: u64,
+        limit: Option<u32>,
+    },
     /// Details go to the log, never to the client.
     #[error("internal error")]
     Internal(String),
@@ -103,10 +108,16 @@ impl IntoResponse for ApiError {
             tracing::error!(error = %detail, "request failed");
         }
         let mut response = error_response(status, code, &self.to_string());
-        if let ApiError::TooManyRequests { retry_after_secs } = self {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        if let ApiError::TooManyRequests {
+            retry_after_secs,
+            limit,
+        } = self
+        {
+            let headers = response.headers_mut();
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            if let Some(limit) = limit {
+                crate::auth::limits::set_headers(headers, limit, 0, retry_after_secs);
+            }
         }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(

@@ -54,6 +54,7 @@ pub fn app(state: AppState) -> Router {
                 .into_response()
             },
         ))
+        .layer(axum::middleware::from_fn(auth::limits::headers))
         .layer(axum::middleware::from_fn(access_log::log_request))
         .with_state(state)
 }

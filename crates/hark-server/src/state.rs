@@ -5,6 +5,7 @@ use std::time::Duration;
 use hark_store::Store;
 use hark_store::blobs::BlobStore;
 
+use crate::auth::limits::RequestLimits;
 use crate::auth::{LastUsedRecorder, LoginThrottle, TokenAuthenticator};
 use crate::config::ServerConfig;
 use crate::transcription::{Pipeline, PipelineConfig};
@@ -23,6 +24,8 @@ pub struct Shared {
     pub pipeline: Pipeline,
     /// Sign-in attempts per client IP.
     pub login_throttle: LoginThrottle,
+    /// Requests per token, failed token authentications per client IP.
+    pub limits: RequestLimits,
 }
 
 impl Deref for AppState {
@@ -42,6 +45,10 @@ impl AppState {
     ) -> Result<Self, hark_store::StoreError> {
         let last_used = Arc::new(LastUsedRecorder::default());
         let auth = Arc::new(TokenAuthenticator::new(store.clone(), last_used.clone()).await?);
+        let limits = RequestLimits::new(
+            config.token_requests_per_minute,
+            config.failed_auths_per_minute,
+        );
         Ok(AppState(Arc::new(Shared {
             store,
             blobs,
@@ -50,6 +57,7 @@ impl AppState {
             config,
             pipeline: Pipeline::new(pipeline),
             login_throttle: LoginThrottle::new(10, Duration::from_secs(30)),
+            limits,
         })))
     }
 }

@@ -47,6 +47,13 @@ pub struct ServeArgs {
     /// Mark the session cookie Secure (when hark is served over HTTPS).
     #[arg(long, env = "HARK_SECURE_COOKIES")]
     pub secure_cookies: bool,
+    /// Requests a minute each API token may make (0: unlimited).
+    #[arg(long, env = "HARK_TOKEN_RATE_PER_MINUTE", default_value_t = 600)]
+    pub token_rate_per_minute: u32,
+    /// Failed token authentications a minute one client IP may make before it is locked
+    /// out with 429 (0: unlimited).
+    #[arg(long, env = "HARK_FAILED_AUTH_PER_MINUTE", default_value_t = 30)]
+    pub failed_auth_per_minute: u32,
     /// Log format.
     #[arg(long, env = "HARK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

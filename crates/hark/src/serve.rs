@@ -28,6 +28,8 @@ pub async fn run(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
         last_used_flush_interval: Duration::from_secs_f64(args.last_used_flush_secs),
         max_upload_bytes: args.max_upload_mb.saturating_mul(1024 * 1024),
         secure_cookies: args.secure_cookies,
+        token_requests_per_minute: args.token_rate_per_minute,
+        failed_auths_per_minute: args.failed_auth_per_minute,
         ..ServerConfig::default()
     };
     if store.users().count().await? == 0 {

@@ -106,6 +106,7 @@ async fn openapi_document_covers_every_route() {
     let expected: BTreeSet<String> = [
         "GET /healthz",
         "GET /readyz",
+        "GET /metrics",
         "GET /api/openapi.json",
         "POST /api/auth/login",
         "POST /api/auth/logout",

@@ -49,6 +49,8 @@ pub struct TokenAuthenticator {
     generation: AtomicU64,
     last_change_seen: AtomicI64,
     recorder: Arc<LastUsedRecorder>,
+    /// Token lookups that went to the store (cache misses), for `/metrics`.
+    store_lookups: AtomicU64,
 }
 
 impl TokenAuthenticator {
@@ -64,6 +66,7 @@ impl TokenAuthenticator {
             generation: AtomicU64::new(0),
             last_change_seen: AtomicI64::new(last),
             recorder,
+            store_lookups: AtomicU64::new(0),
         })
     }
 
@@ -97,6 +100,7 @@ impl TokenAuthenticator {
 
     async fn load(&self, hash: TokenHash) -> Result<CachedSecret, ApiError> {
         let generation = self.generation.load(Ordering::Acquire);
+        self.store_lookups.fetch_add(1, Ordering::Relaxed);
         let found = self.store.tokens().find_secret(&hash).await?;
         let secret = CachedSecret::from(found.ok_or(ApiError::AuthFailed)?);
         if self.cache.len() < MAX_CACHED && self.generation.load(Ordering::Acquire) == generation {
@@ -122,6 +126,10 @@ impl TokenAuthenticator {
             self.last_change_seen.store(*seq, Ordering::Release);
         }
         Ok(changes.len())
+    }
+
+    pub fn store_lookups(&self) -> u64 {
+        self.store_lookups.load(Ordering::Relaxed)
     }
 
     pub fn cached_len(&self) -> usize {

@@ -7,6 +7,7 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, header};
 
+use super::limits::AllowanceSlot;
 use super::principal::{Credential, Principal};
 use super::sessions;
 use crate::error::ApiError;
@@ -63,12 +64,26 @@ impl FromRequestParts<AppState> for Principal {
             state.config.allow_query_token,
         );
         if let Some(text) = presented {
-            let principal = state.auth.verify(&text, ip).await?;
-            if let (Some(slot), Some(id)) = (
-                parts.extensions.get::<AccessLogSlot>(),
-                principal.token_id(),
-            ) {
-                let _ = slot.0.set(id);
+            state.limits.check_address(ip)?;
+            let principal = match state.auth.verify(&text, ip).await {
+                Ok(principal) => principal,
+                Err(err) => {
+                    if matches!(err, ApiError::AuthFailed) {
+                        state.limits.record_failure(ip);
+                    }
+                    return Err(err);
+                }
+            };
+            if let Some(id) = principal.token_id() {
+                if let Some(slot) = parts.extensions.get::<AccessLogSlot>() {
+                    let _ = slot.0.set(id);
+                }
+                let allowance = state.limits.check_token(id)?;
+                if let (Some(slot), Some(allowance)) =
+                    (parts.extensions.get::<AllowanceSlot>(), allowance)
+                {
+                    let _ = slot.0.set(allowance);
+                }
             }
             return Ok(principal);
         }

@@ -4,6 +4,7 @@
 mod cache;
 mod extract;
 mod last_used;
+pub mod limits;
 pub mod passwords;
 mod principal;
 pub mod sessions;

@@ -32,6 +32,7 @@ impl LoginThrottle {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             ApiError::TooManyRequests {
                 retry_after_secs: wait.as_secs().max(1),
+                limit: None,
             }
         })?;
         if self.limiter.len() > 10_000 {
@@ -54,7 +55,9 @@ mod tests {
             assert!(throttle.attempt(one).is_ok());
         }
         match throttle.attempt(one) {
-            Err(ApiError::TooManyRequests { retry_after_secs }) => {
+            Err(ApiError::TooManyRequests {
+                retry_after_secs, ..
+            }) => {
                 assert!((1..=60).contains(&retry_after_secs))
             }
             other => panic!("expected 429, got {other:?}"),

@@ -45,3 +45,30 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>)
 pub async fn openapi_json(Extension(doc): Extension<Arc<utoipa::openapi::OpenApi>>) -> Response {
     Json(doc.as_ref()).into_response()
 }
+
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition: counters and gauges, never a secret", content_type = "text/plain")))]
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let body = format!(
+        "# HELP hark_token_store_lookups_total Token verifications that had to read the store (cache misses).\n\
+         # TYPE hark_token_store_lookups_total counter\n\
+         hark_token_store_lookups_total {}\n\
+         # HELP hark_token_cache_entries Verified token secrets held in memory.\n\
+         # TYPE hark_token_cache_entries gauge\n\
+         hark_token_cache_entries {}\n\
+         # HELP hark_auth_locked_out_addresses Client addresses locked out for failing authentication.\n\
+         # TYPE hark_auth_locked_out_addresses gauge\n\
+         hark_auth_locked_out_addresses {}\n",
+        state.auth.store_lookups(),
+        state.auth.cached_len(),
+        state.limits.locked_out_addresses(),
+    );
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}

@@ -1,0 +1,197 @@
+//! Request limits for token callers, in memory (GCRA by `governor`):
+//! - per token: so many requests a minute; every answer to a token carries
+//!   `RateLimit-Limit` / `RateLimit-Remaining` / `RateLimit-Reset`, and going over is a
+//!   `429` with `Retry-After`;
+//! - per client IP, failed token authentications: a tighter budget against guessing; once
+//!   spent, the address gets `429` before any token is parsed or looked up.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+use dashmap::DashMap;
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::error::ApiError;
+
+type TokenLimiter =
+    RateLimiter<i64, DefaultKeyedStateStore<i64>, DefaultClock, StateInformationMiddleware>;
+
+/// What a token may still do in the current window, for the response headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allowance {
+    pub limit: u32,
+    pub remaining: u32,
+    /// Seconds until the allowance is whole again.
+    pub reset_secs: u64,
+}
+
+pub struct RequestLimits {
+    per_token: Option<(TokenLimiter, u32)>,
+    failures: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    locked_out: DashMap<IpAddr, Instant>,
+}
+
+fn per_minute(n: u32) -> Option<Quota> {
+    NonZeroU32::new(n).map(Quota::per_minute)
+}
+
+impl RequestLimits {
+    /// `0` turns a limit off.
+    pub fn new(token_requests_per_minute: u32, failed_auths_per_minute: u32) -> Self {
+        RequestLimits {
+            per_token: per_minute(token_requests_per_minute).map(|quota| {
+                (
+                    RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>(),
+                    token_requests_per_minute,
+                )
+            }),
+            failures: per_minute(failed_auths_per_minute).map(RateLimiter::keyed),
+            locked_out: DashMap::new(),
+        }
+    }
+
+    /// Before a presented token is even parsed: is this address locked out?
+    pub fn check_address(&self, ip: Option<IpAddr>) -> Result<(), ApiError> {
+        let Some(ip) = ip else { return Ok(()) };
+        let Some(until) = self.locked_out.get(&ip).map(|u| *u) else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        if until <= now {
+            self.locked_out.remove(&ip);
+            return Ok(());
+        }
+        Err(ApiError::TooManyRequests {
+            retry_after_secs: (until - now).as_secs().max(1),
+            limit: None,
+        })
+    }
+
+    /// A presented token failed to authenticate; too many from one address lock it out.
+    pub fn record_failure(&self, ip: Option<IpAddr>) {
+        let (Some(ip), Some(failures)) = (ip, &self.failures) else {
+            return;
+        };
+        if let Err(not_until) = failures.check_key(&ip) {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            self.locked_out
+                .insert(ip, Instant::now() + wait.max(Duration::from_secs(1)));
+        }
+        if failures.len() > 100_000 {
+            failures.retain_recent();
+            self.locked_out.retain(|_, until| *until > Instant::now());
+        }
+    }
+
+    /// Addresses locked out right now, for `/metrics`.
+    pub fn locked_out_addresses(&self) -> usize {
+        let now = Instant::now();
+        self.locked_out.iter().filter(|e| *e.value() > now).count()
+    }
+
+    /// Counts one request by `token_id`.
+    pub fn check_token(&self, token_id: i64) -> Result<Option<Allowance>, ApiError> {
+        let Some((limiter, limit)) = &self.per_token else {
+            return Ok(None);
+        };
+        match limiter.check_key(&token_id) {
+            Ok(state) => {
+                let remaining = state.remaining_burst_capacity();
+                let period = state.quota().replenish_interval();
+                let missing = limit.saturating_sub(remaining);
+                Ok(Some(Allowance {
+                    limit: *limit,
+                    remaining,
+                    reset_secs: (period * missing).as_secs(),
+                }))
+            }
+            Err(not_until) => Err(ApiError::TooManyRequests {
+                retry_after_secs: not_until
+                    .wait_time_from(DefaultClock::default().now())
+                    .as_secs()
+                    .max(1),
+                limit: Some(*limit),
+            }),
+        }
+    }
+}
+
+/// Filled by authentication so [`headers`] can describe the caller's allowance.
+#[derive(Clone, Default)]
+pub struct AllowanceSlot(pub Arc<OnceLock<Allowance>>);
+
+/// Adds the `RateLimit-*` headers to every response to a rate-limited token.
+pub async fn headers(mut request: Request, next: Next) -> Response {
+    let slot = AllowanceSlot::default();
+    request.extensions_mut().insert(slot.clone());
+    let mut response = next.run(request).await;
+    if let Some(allowance) = slot.0.get() {
+        set_headers(
+            response.headers_mut(),
+            allowance.limit,
+            allowance.remaining,
+            allowance.reset_secs,
+        );
+    }
+    response
+}
+
+pub fn set_headers(headers: &mut HeaderMap, limit: u32, remaining: u32, reset_secs: u64) {
+    headers.insert("ratelimit-limit", HeaderValue::from(limit));
+    headers.insert("ratelimit-remaining", HeaderValue::from(remaining));
+    headers.insert("ratelimit-reset", HeaderValue::from(reset_secs));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_gets_its_quota_then_429() {
+        let limits = RequestLimits::new(3, 0);
+        let first = limits.check_token(7).expect("ok").expect("limited");
+        assert_eq!((first.limit, first.remaining), (3, 2));
+        limits.check_token(7).expect("second");
+        let third = limits.check_token(7).expect("third").expect("limited");
+        assert_eq!(third.remaining, 0);
+        assert!(third.reset_secs > 0 && third.reset_secs <= 60);
+        match limits.check_token(7) {
+            Err(ApiError::TooManyRequests {
+                retry_after_secs,
+                limit,
+            }) => {
+                assert!((1..=20).contains(&retry_after_secs));
+                assert_eq!(limit, Some(3));
+            }
+            other => panic!("expected 429, got {other:?}"),
+        }
+        assert!(limits.check_token(8).is_ok(), "other tokens keep theirs");
+    }
+
+    #[test]
+    fn failures_lock_an_address_out_and_only_that_address() {
+        let limits = RequestLimits::new(0, 2);
+        let ip: IpAddr = "192.0.2.1".parse().expect("ip");
+        let other: IpAddr = "192.0.2.2".parse().expect("ip");
+        for _ in 0..2 {
+            limits.record_failure(Some(ip));
+            assert!(limits.check_address(Some(ip)).is_ok());
+        }
+        limits.record_failure(Some(ip));
+        assert!(matches!(
+            limits.check_address(Some(ip)),
+            Err(ApiError::TooManyRequests { limit: None, .. })
+        ));
+        assert!(limits.check_address(Some(other)).is_ok());
+        assert_eq!(limits.check_token(1).expect("off"), None, "0 turns it off");
+    }
+}
