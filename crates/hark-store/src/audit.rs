@@ -1,8 +1,9 @@
 //! The append-only audit log. Nothing here updates or deletes an event.
 
+use hark_core::pagination::PageRequest;
 use time::OffsetDateTime;
 
-use crate::{Db, Result, from_millis, now_millis};
+use crate::{Db, Result, from_millis, now_millis, to_millis};
 
 /// Who did something, from where. Never holds a secret.
 #[derive(Debug, Clone, Default)]
@@ -39,6 +40,21 @@ impl From<i64> for Millis {
     }
 }
 
+/// What an audit listing is narrowed to; every field is optional.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Exact action, e.g. `token.revoked`.
+    pub action: Option<String>,
+    pub actor_user_id: Option<i64>,
+    /// Exact target, e.g. `token:12`.
+    pub target: Option<String>,
+    pub since: Option<OffsetDateTime>,
+    pub until: Option<OffsetDateTime>,
+}
+
+const COLUMNS: &str =
+    "id, at, workspace_id, actor_user_id, actor_token_id, action, target, ip, user_agent, details";
+
 pub struct Audit<'a> {
     pub(crate) db: &'a Db,
 }
@@ -67,6 +83,74 @@ impl Audit<'_> {
         .execute(self.db)
         .await?;
         Ok(())
+    }
+
+    /// One page of a workspace's events matching `filter`, newest first, and how many
+    /// match in all.
+    pub async fn page(
+        &self,
+        workspace_id: i64,
+        filter: &AuditFilter,
+        page: PageRequest,
+    ) -> Result<(Vec<AuditEvent>, u64)> {
+        // Only fixed clause texts are formatted in; every value is bound.
+        let mut clauses = String::from("workspace_id = $1");
+        let mut n = 1;
+        let mut next = |column: &str, op: &str| {
+            n += 1;
+            format!(" AND {column} {op} ${n}")
+        };
+        if filter.action.is_some() {
+            clauses.push_str(&next("action", "="));
+        }
+        if filter.actor_user_id.is_some() {
+            clauses.push_str(&next("actor_user_id", "="));
+        }
+        if filter.target.is_some() {
+            clauses.push_str(&next("target", "="));
+        }
+        if filter.since.is_some() {
+            clauses.push_str(&next("at", ">="));
+        }
+        if filter.until.is_some() {
+            clauses.push_str(&next("at", "<"));
+        }
+        let (limit, offset) = (n + 1, n + 2);
+        macro_rules! bind_filter {
+            ($query:expr) => {{
+                let mut q = $query.bind(workspace_id);
+                if let Some(v) = &filter.action {
+                    q = q.bind(v.clone());
+                }
+                if let Some(v) = filter.actor_user_id {
+                    q = q.bind(v);
+                }
+                if let Some(v) = &filter.target {
+                    q = q.bind(v.clone());
+                }
+                if let Some(v) = filter.since {
+                    q = q.bind(to_millis(v));
+                }
+                if let Some(v) = filter.until {
+                    q = q.bind(to_millis(v));
+                }
+                q
+            }};
+        }
+        let total: i64 = bind_filter!(sqlx::query_scalar(sql!(
+            "SELECT COUNT(*) FROM audit_events WHERE {clauses}"
+        )))
+        .fetch_one(self.db)
+        .await?;
+        let events: Vec<AuditEvent> = bind_filter!(sqlx::query_as(sql!(
+            "SELECT {COLUMNS} FROM audit_events WHERE {clauses}
+             ORDER BY at DESC, id DESC LIMIT ${limit} OFFSET ${offset}"
+        )))
+        .bind(page.limit())
+        .bind(page.offset())
+        .fetch_all(self.db)
+        .await?;
+        Ok((events, u64::try_from(total).unwrap_or(0)))
     }
 
     /// Newest first.

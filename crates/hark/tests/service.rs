@@ -136,6 +136,7 @@ async fn openapi_document_covers_every_route() {
         "GET /api/v3/documents/{id}",
         "POST /v1/audio/transcriptions",
         "GET /v1/models",
+        "GET /api/audit",
     ]
     .into_iter()
     .map(String::from)

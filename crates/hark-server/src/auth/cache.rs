@@ -14,6 +14,7 @@ use dashmap::DashMap;
 use hark_core::roles::Role;
 use hark_core::tokens::{self, TokenHash};
 use hark_store::Store;
+use hark_store::audit::Actor;
 use hark_store::tokens::{SecretMatch, TokenRecord};
 use time::OffsetDateTime;
 
@@ -84,6 +85,12 @@ impl TokenAuthenticator {
             || record.expires_at.is_some_and(|t| t <= now)
             || secret.retires_at.is_some_and(|t| t <= now);
         if dead {
+            let expired = record.revoked_at.is_none()
+                && (record.expires_at.is_some_and(|t| t <= now)
+                    || secret.retires_at.is_some_and(|t| t <= now));
+            if expired {
+                self.audit_expired_use(record, ip).await;
+            }
             return Err(ApiError::AuthFailed);
         }
         if !secret.role.may_use_tokens() {
@@ -96,6 +103,28 @@ impl TokenAuthenticator {
             role: secret.role,
             credential: Credential::Token(secret.record),
         })
+    }
+
+    /// An expired token (or a rotated-away secret past its grace) was presented: worth
+    /// telling admins, since something still uses it. Failures per address are rate
+    /// limited, so this cannot be used to flood the log.
+    async fn audit_expired_use(&self, record: &TokenRecord, ip: Option<IpAddr>) {
+        let actor = Actor {
+            workspace_id: record.workspace_id,
+            user_id: Some(record.user_id),
+            token_id: Some(record.id),
+            ip: ip.map(|ip| ip.to_string()),
+            user_agent: None,
+        };
+        let target = format!("token:{}", record.id);
+        if let Err(e) = self
+            .store
+            .audit()
+            .record(&actor, "token.expired_use", &target, None)
+            .await
+        {
+            tracing::warn!(error = %e, token_id = record.id, "could not audit an expired token's use");
+        }
     }
 
     async fn load(&self, hash: TokenHash) -> Result<CachedSecret, ApiError> {

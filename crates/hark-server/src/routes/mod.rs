@@ -1,5 +1,6 @@
 //! Every route, registered once so the router and the OpenAPI document cannot disagree.
 
+mod audit;
 mod batch;
 mod health;
 mod openai;
@@ -123,5 +124,6 @@ pub fn api() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(tags::delete_tag))
         .routes(routes!(tags::attach_tag))
         .routes(routes!(tags::detach_tag))
+        .routes(routes!(audit::list_events))
         .split_for_parts()
 }
