@@ -100,6 +100,15 @@ async function tokens() {
   check((await apiStatus(token, "/api/tokens/self")) === 401, "the revoked token is refused");
   await shot("token-revoked");
 
+  // Admins see it in the audit log, newest first, without the token.
+  await page.getByRole("link", { name: "Audit log" }).click();
+  await page.getByRole("heading", { name: "Audit log" }).waitFor();
+  const firstRow = page.locator("tbody tr").first();
+  await firstRow.getByText("token.revoked").waitFor();
+  check(!(await page.content()).includes(token), "the audit log never shows the token");
+  await shot("audit-log");
+  await page.getByRole("link", { name: "API Tokens" }).click();
+
   // Phone width: the tokens page still reads.
   await page.setViewportSize({ width: 390, height: 844 });
   await shot("tokens-phone");

@@ -423,7 +423,7 @@ async function tokensView() {
   const list = h("div", { class: "list" }, h("p", { class: "muted" }, "Loading…"));
   main.append(
     h("div", { class: "page-head" }, h("h1", {}, "Account settings")),
-    h("nav", { class: "tabs", "aria-label": "Settings" }, h("a", { href: "#/settings/tokens", "aria-current": "page" }, "API Tokens")),
+    settingsTabs("tokens"),
     h("div", { class: "section-head" },
       h("div", {}, h("h2", {}, "API Tokens"),
         h("p", { class: "muted" }, "Tokens let scripts and integrations use hark’s API as you. Treat them like passwords.")),
@@ -450,6 +450,64 @@ async function tokensView() {
       h("tbody", {}, tokens.map((t) => tokenRow(t, load)))));
   }
   load();
+}
+
+function settingsTabs(current) {
+  const tabs = [["tokens", "API Tokens"]];
+  if (me.role === "admin") tabs.push(["audit", "Audit log"]);
+  return h("nav", { class: "tabs", "aria-label": "Settings" }, tabs.map(([key, label]) =>
+    h("a", { href: `#/settings/${key}`, "aria-current": key === current ? "page" : null }, label)));
+}
+
+const AUDIT_ACTIONS = ["token.created", "token.rotated", "token.revoked", "token.expired_use",
+  "recording.created", "recording.deleted"];
+
+async function auditView(params) {
+  shell("settings");
+  const action = params.get("action") || "";
+  const page = Number(params.get("page") || "1");
+  const select = h("select", { name: "action" }, h("option", { value: "" }, "All actions"),
+    AUDIT_ACTIONS.map((a) => h("option", { value: a, selected: a === action }, a)));
+  select.addEventListener("change", () => go(select.value ? `#/settings/audit?action=${select.value}` : "#/settings/audit"));
+  const list = h("div", { class: "list" }, h("p", { class: "muted" }, "Loading…"));
+  const pager = h("nav", { class: "pager", "aria-label": "Pages" });
+  main.append(
+    h("div", { class: "page-head" }, h("h1", {}, "Account settings")),
+    settingsTabs("audit"),
+    h("div", { class: "section-head" },
+      h("div", {}, h("h2", {}, "Audit log"),
+        h("p", { class: "muted" }, "Every token created, rotated, revoked or used after expiry, and every recording added or deleted. Append-only; never holds a token.")),
+      h("div", { class: "filters" }, field("Action", select))),
+    list, pager);
+  const query = new URLSearchParams({ page: String(page), per_page: "25" });
+  if (action) query.set("action", action);
+  let data;
+  try {
+    data = await api("GET", `/api/audit?${query}`);
+  } catch (err) {
+    list.replaceChildren(h("p", { class: "error" }, err.message));
+    return;
+  }
+  list.replaceChildren(data.events.length ? h("table", { class: "table" },
+    h("thead", {}, h("tr", {}, ["When", "Who", "Action", "Target", "From"].map((c) =>
+      h("th", { scope: "col", class: c === "From" ? "hide-narrow" : null }, c)))),
+    h("tbody", {}, data.events.map((e) => h("tr", {},
+      h("td", {}, timeFormat.format(new Date(e.at))),
+      h("td", {}, e.actor_username ?? "—", e.actor_token_id ? h("span", { class: "muted small" }, ` via token #${e.actor_token_id}`) : null),
+      h("td", {}, h("code", {}, e.action)),
+      h("td", {}, e.target),
+      h("td", { class: "hide-narrow" }, e.ip ?? "", h("br"), h("span", { class: "muted small" }, e.user_agent ?? "")))))
+  ) : h("div", { class: "empty" }, h("p", {}, "Nothing recorded yet.")));
+  const p = data.pagination;
+  const link = (n, label, enabled) => {
+    const next = new URLSearchParams(params);
+    next.set("page", String(n));
+    return enabled ? h("a", { href: `#/settings/audit?${next}`, class: "button secondary" }, label)
+      : h("span", { class: "button secondary", "aria-disabled": "true" }, label);
+  };
+  pager.replaceChildren(link(p.page - 1, "← Newer", p.has_prev),
+    h("span", { class: "muted" }, `Page ${p.page} of ${Math.max(1, p.total_pages)} · ${p.total} event${p.total === 1 ? "" : "s"}`),
+    link(p.page + 1, "Older →", p.has_next));
 }
 
 function tokenRow(t, reload) {
@@ -567,6 +625,7 @@ async function route() {
   const recording = path.match(/^\/recordings\/(\d+)$/);
   if (recording) return recordingView(recording[1]);
   if (path === "/settings/tokens" || path === "/settings") return tokensView();
+  if (path === "/settings/audit") return auditView(params);
   return recordingsView(params);
 }
 
