@@ -35,6 +35,7 @@ fn bench(c: &mut Criterion) {
                 expires: Some("never"),
                 scopes: None,
                 grantable: hark_core::scopes::Scopes::all(),
+                limits: Default::default(),
             },
             &Actor::default(),
         )

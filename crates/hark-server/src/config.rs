@@ -2,6 +2,8 @@ use std::net::SocketAddr;
 
 use time::Duration;
 
+use crate::tokens::TokenLimits;
+
 /// Server settings; the binary fills them from flags and the environment.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -23,6 +25,8 @@ pub struct ServerConfig {
     pub token_requests_per_minute: u32,
     /// Failed token authentications a minute per client IP before it is locked out (0: no limit).
     pub failed_auths_per_minute: u32,
+    /// Most active tokens per user and per workspace.
+    pub token_limits: TokenLimits,
 }
 
 impl Default for ServerConfig {
@@ -38,6 +42,7 @@ impl Default for ServerConfig {
             secure_cookies: false,
             token_requests_per_minute: 600,
             failed_auths_per_minute: 30,
+            token_limits: TokenLimits::default(),
         }
     }
 }

@@ -14,6 +14,23 @@ use crate::error::ApiError;
 /// forgotten token dies on its own.
 pub const DEFAULT_EXPIRY: &str = "90d";
 
+/// Most tokens that may work at once, so a leaked session or a runaway script cannot
+/// mint tokens without end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenLimits {
+    pub per_user: u32,
+    pub per_workspace: u32,
+}
+
+impl Default for TokenLimits {
+    fn default() -> Self {
+        TokenLimits {
+            per_user: 50,
+            per_workspace: 1000,
+        }
+    }
+}
+
 /// A request for a new personal access token, as typed by a person or sent as JSON.
 pub struct IssueRequest<'a> {
     pub owner_user_id: i64,
@@ -23,6 +40,7 @@ pub struct IssueRequest<'a> {
     pub scopes: Option<&'a [String]>,
     /// What the requester may hand out; a token cannot mint a more powerful one.
     pub grantable: Scopes,
+    pub limits: TokenLimits,
 }
 
 /// Validates, generates, stores (hash only) and audits. The secret is returned to be
@@ -43,6 +61,24 @@ pub async fn issue(
         return Err(ApiError::forbidden(
             "a token cannot create a token with scopes it does not have",
         ));
+    }
+    // Counted before the insert: two racing requests may both pass the last free place,
+    // overshooting by one at worst.
+    let (of_user, of_workspace) = store
+        .tokens()
+        .count_active(request.owner_user_id, request.workspace_id)
+        .await?;
+    if of_user >= i64::from(request.limits.per_user) {
+        return Err(ApiError::Conflict(format!(
+            "token limit reached: {} active tokens per user; revoke one first",
+            request.limits.per_user
+        )));
+    }
+    if of_workspace >= i64::from(request.limits.per_workspace) {
+        return Err(ApiError::Conflict(format!(
+            "token limit reached: {} active tokens in this workspace; revoke one first",
+            request.limits.per_workspace
+        )));
     }
     let generated = tokens::generate(TokenKind::Personal);
     let record = store

@@ -203,6 +203,28 @@ impl Tokens<'_> {
         rows.into_iter().map(TryInto::try_into).collect()
     }
 
+    /// Tokens that still work (not revoked, not expired): of one user, and of the whole
+    /// workspace.
+    pub async fn count_active(&self, user_id: i64, workspace_id: i64) -> Result<(i64, i64)> {
+        let now = now_millis();
+        let active = "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)";
+        let of_user: i64 = sqlx::query_scalar(sql!(
+            "SELECT COUNT(*) FROM tokens WHERE user_id = $1 AND {active}"
+        ))
+        .bind(user_id)
+        .bind(now)
+        .fetch_one(self.db)
+        .await?;
+        let of_workspace: i64 = sqlx::query_scalar(sql!(
+            "SELECT COUNT(*) FROM tokens WHERE workspace_id = $1 AND {active}"
+        ))
+        .bind(workspace_id)
+        .bind(now)
+        .fetch_one(self.db)
+        .await?;
+        Ok((of_user, of_workspace))
+    }
+
     pub async fn list_all(&self) -> Result<Vec<TokenRecord>> {
         let rows: Vec<TokenRow> = sqlx::query_as(sql!(
             "SELECT {TOKEN_COLUMNS} FROM tokens t JOIN users u ON u.id = t.user_id ORDER BY t.created_at DESC, t.id DESC"

@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use hark_core::roles::Role;
 use hark_core::scopes::Scopes;
 use hark_server::auth::passwords;
-use hark_server::tokens::{IssueRequest, issue, revoke};
+use hark_server::tokens::{IssueRequest, TokenLimits, issue, revoke};
 use hark_store::audit::Actor;
 use hark_store::{DEFAULT_WORKSPACE_ID, Store};
 use time::OffsetDateTime;
@@ -106,6 +106,7 @@ async fn dispatch(store: &Store, command: AdminCommand) -> anyhow::Result<()> {
                     expires: Some(&expires),
                     scopes: scopes.as_deref(),
                     grantable: Scopes::all(),
+                    limits: TokenLimits::default(),
                 },
                 &cli_actor(),
             )

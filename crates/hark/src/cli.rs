@@ -54,6 +54,12 @@ pub struct ServeArgs {
     /// out with 429 (0: unlimited).
     #[arg(long, env = "HARK_FAILED_AUTH_PER_MINUTE", default_value_t = 30)]
     pub failed_auth_per_minute: u32,
+    /// Most active API tokens one user may hold.
+    #[arg(long, env = "HARK_MAX_TOKENS_PER_USER", default_value_t = 50)]
+    pub max_tokens_per_user: u32,
+    /// Most active API tokens in the workspace.
+    #[arg(long, env = "HARK_MAX_TOKENS_PER_WORKSPACE", default_value_t = 1000)]
+    pub max_tokens_per_workspace: u32,
     /// Log format.
     #[arg(long, env = "HARK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -2,6 +2,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use hark_server::tokens::TokenLimits;
 use hark_server::transcription::{Backend, PipelineConfig, Summaries};
 use hark_server::{AppState, ServerConfig};
 use hark_speech::remote::RemoteEngine;
@@ -30,6 +31,10 @@ pub async fn run(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
         secure_cookies: args.secure_cookies,
         token_requests_per_minute: args.token_rate_per_minute,
         failed_auths_per_minute: args.failed_auth_per_minute,
+        token_limits: TokenLimits {
+            per_user: args.max_tokens_per_user,
+            per_workspace: args.max_tokens_per_workspace,
+        },
         ..ServerConfig::default()
     };
     if store.users().count().await? == 0 {

@@ -144,3 +144,58 @@ async fn ten_thousand_malformed_tokens_never_touch_the_store() {
         "not one storage lookup for a malformed token"
     );
 }
+
+#[tokio::test]
+async fn active_tokens_are_capped_per_user_and_per_workspace() {
+    let server = TestServer::start_with(&[
+        "--max-tokens-per-user",
+        "2",
+        "--max-tokens-per-workspace",
+        "3",
+    ])
+    .await;
+    let ada = server.user_with_token("ada", "member");
+    let second = server
+        .api_token(&ada, serde_json::json!({"name": "second"}))
+        .await;
+    let res = server
+        .post_json("/api/tokens", &ada, serde_json::json!({"name": "third"}))
+        .await;
+    let (status, _) = error_code(res).await;
+    assert_eq!(status, StatusCode::CONFLICT, "two per user");
+    let res = server
+        .post_json("/api/tokens", &ada, serde_json::json!({"name": "third"}))
+        .await;
+    let body: Value = res.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("2 active tokens per user"),
+        "{body}"
+    );
+    let res = server
+        .delete(&format!("/api/tokens/{}", second["id"]), &ada)
+        .await;
+    assert!(res.status().is_success());
+    server
+        .api_token(&ada, serde_json::json!({"name": "third"}))
+        .await;
+
+    let bob = server.user_with_token("bob", "member");
+    let res = server
+        .post_json(
+            "/api/tokens",
+            &bob,
+            serde_json::json!({"name": "bob's second"}),
+        )
+        .await;
+    let body: Value = res.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("3 active tokens in this workspace"),
+        "{body}"
+    );
+}

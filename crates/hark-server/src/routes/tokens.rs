@@ -160,6 +160,7 @@ pub async fn create_token(
             expires: body.expires.as_deref(),
             scopes: body.scopes.as_deref(),
             grantable: principal.grantable_scopes(),
+            limits: state.config.token_limits,
         },
         &actor(&principal, &headers, Some(peer)),
     )
