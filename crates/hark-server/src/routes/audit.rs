@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use utoipa::ToSchema;
 
+use super::query_value;
 use super::recordings::PaginationView;
 use crate::auth::Principal;
 use crate::error::{ApiError, ErrorBody};
@@ -40,14 +41,6 @@ pub struct AuditEventView {
 pub struct AuditPage {
     pub pagination: PaginationView,
     pub events: Vec<AuditEventView>,
-}
-
-fn query_value<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    pairs
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-        .filter(|v| !v.is_empty())
 }
 
 fn parse_time(value: Option<&str>, name: &str) -> Result<Option<OffsetDateTime>, ApiError> {

@@ -67,6 +67,15 @@ impl Modify for SecuritySchemes {
     }
 }
 
+/// A query parameter's value; an empty value counts as absent.
+fn query_value<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty())
+}
+
 /// A 201 with `body` and a `Location` header pointing at where the new thing can be read.
 fn created(location: &str, body: impl Serialize) -> Response {
     let mut response = (StatusCode::CREATED, Json(body)).into_response();

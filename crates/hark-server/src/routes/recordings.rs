@@ -22,6 +22,7 @@ use tower::ServiceExt;
 use tower_http::services::ServeFile;
 use utoipa::ToSchema;
 
+use super::query_value;
 use super::tokens::actor;
 use super::uploads::{self, UploadForm};
 use crate::auth::Principal;
@@ -168,13 +169,6 @@ pub(crate) fn not_found(err: StoreError) -> ApiError {
         StoreError::NotFound => ApiError::NotFound("recording"),
         other => other.into(),
     }
-}
-
-fn query_value<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    pairs
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
 }
 
 #[utoipa::path(get, path = "/api/recordings", tag = "recordings",

@@ -78,6 +78,19 @@ function clock(seconds) {
   return hh ? `${hh}:${String(mm).padStart(2, "0")}:${ss}` : `${mm}:${ss}`;
 }
 
+/** Previous/next links and "Page x of y · n things" for a listing at `route`. */
+function fillPager(pager, route, params, p, noun, [back, forward]) {
+  const link = (n, label, enabled) => {
+    const next = new URLSearchParams(params);
+    next.set("page", String(n));
+    return enabled ? h("a", { href: `${route}?${next}`, class: "button secondary" }, label)
+      : h("span", { class: "button secondary", "aria-disabled": "true" }, label);
+  };
+  pager.replaceChildren(link(p.page - 1, back, p.has_prev),
+    h("span", { class: "muted" }, `Page ${p.page} of ${Math.max(1, p.total_pages)} · ${p.total} ${noun}${p.total === 1 ? "" : "s"}`),
+    link(p.page + 1, forward, p.has_next));
+}
+
 function badge(status) {
   const text = status.toLowerCase();
   return h("span", { class: `badge badge-${text}` }, text);
@@ -264,16 +277,7 @@ async function recordingsView(params) {
           h("td", { class: "hide-narrow" }, r.tags.map((t) => h("span", { class: "chip" }, t.name))),
           h("td", {}, when(r.created_at)))))));
     }
-    const p = data.pagination;
-    const link = (n, label, enabled) => {
-      const next = new URLSearchParams(params);
-      next.set("page", String(n));
-      return enabled ? h("a", { href: `#/recordings?${next}`, class: "button secondary" }, label)
-        : h("span", { class: "button secondary", "aria-disabled": "true" }, label);
-    };
-    pager.replaceChildren(link(p.page - 1, "← Previous", p.has_prev),
-      h("span", { class: "muted" }, `Page ${p.page} of ${Math.max(1, p.total_pages)} · ${p.total} recording${p.total === 1 ? "" : "s"}`),
-      link(p.page + 1, "Next →", p.has_next));
+    fillPager(pager, "#/recordings", params, data.pagination, "recording", ["← Previous", "Next →"]);
     const busy = data.recordings.some((r) => ACTIVE.has(r.status));
     clearInterval(refreshTimer);
     refreshTimer = busy ? setInterval(load, 2000) : null;
@@ -498,16 +502,7 @@ async function auditView(params) {
       h("td", {}, e.target),
       h("td", { class: "hide-narrow" }, e.ip ?? "", h("br"), h("span", { class: "muted small" }, e.user_agent ?? "")))))
   ) : h("div", { class: "empty" }, h("p", {}, "Nothing recorded yet.")));
-  const p = data.pagination;
-  const link = (n, label, enabled) => {
-    const next = new URLSearchParams(params);
-    next.set("page", String(n));
-    return enabled ? h("a", { href: `#/settings/audit?${next}`, class: "button secondary" }, label)
-      : h("span", { class: "button secondary", "aria-disabled": "true" }, label);
-  };
-  pager.replaceChildren(link(p.page - 1, "← Newer", p.has_prev),
-    h("span", { class: "muted" }, `Page ${p.page} of ${Math.max(1, p.total_pages)} · ${p.total} event${p.total === 1 ? "" : "s"}`),
-    link(p.page + 1, "Older →", p.has_next));
+  fillPager(pager, "#/settings/audit", params, data.pagination, "event", ["← Newer", "Older →"]);
 }
 
 function tokenRow(t, reload) {
