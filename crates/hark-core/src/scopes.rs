@@ -116,9 +116,12 @@ impl fmt::Debug for Scopes {
 impl FromStr for Scopes {
     type Err = DomainError;
 
+    /// The stored form; empty is the empty set (management tokens work by role, not scope).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let items: Vec<&str> = s.split(',').filter(|p| !p.trim().is_empty()).collect();
-        Scopes::parse_list(&items)
+        s.split(',')
+            .filter(|p| !p.trim().is_empty())
+            .map(str::parse::<Scope>)
+            .collect()
     }
 }
 
@@ -140,9 +143,14 @@ mod tests {
     }
 
     #[test]
-    fn refuses_unknown_and_empty() {
+    fn refuses_unknown_and_empty_input_but_stores_the_empty_set() {
         assert!("read,admin".parse::<Scopes>().is_err());
-        assert!("".parse::<Scopes>().is_err());
-        assert!(Scopes::parse_list::<&str>(&[]).is_err());
+        assert!(
+            Scopes::parse_list::<&str>(&[]).is_err(),
+            "people must pick one"
+        );
+        let none: Scopes = "".parse().expect("the stored empty set");
+        assert!(none.is_empty());
+        assert_eq!(none.to_string(), "");
     }
 }

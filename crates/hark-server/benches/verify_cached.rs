@@ -29,6 +29,7 @@ fn bench(c: &mut Criterion) {
         let (secret, _) = issue(
             &store,
             IssueRequest {
+                kind: hark_core::tokens::TokenKind::Personal,
                 owner_user_id: user.id,
                 workspace_id: user.workspace_id,
                 name: "bench",

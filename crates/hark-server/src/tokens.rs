@@ -31,8 +31,10 @@ impl Default for TokenLimits {
     }
 }
 
-/// A request for a new personal access token, as typed by a person or sent as JSON.
+/// A request for a new token, as typed by a person or sent as JSON.
 pub struct IssueRequest<'a> {
+    /// `Personal` (scoped) or `Management` (workspace administration; no scopes).
+    pub kind: TokenKind,
     pub owner_user_id: i64,
     pub workspace_id: i64,
     pub name: &'a str,
@@ -53,9 +55,18 @@ pub async fn issue(
     let now = OffsetDateTime::now_utc();
     let name = tokens::validate_name(request.name)?;
     let expires_at = Expiry::parse(request.expires.unwrap_or(DEFAULT_EXPIRY), now)?.resolve(now);
-    let scopes = match request.scopes {
-        None => Scopes::all(),
-        Some(list) => Scopes::parse_list(list)?,
+    let scopes = match (request.kind, request.scopes) {
+        (TokenKind::Management, None) => Scopes::default(),
+        (TokenKind::Management, Some(_)) => {
+            return Err(ApiError::bad_request(
+                "management tokens have no scopes: they reach the management API only",
+            ));
+        }
+        (TokenKind::Personal, None) => Scopes::all(),
+        (TokenKind::Personal, Some(list)) => Scopes::parse_list(list)?,
+        (TokenKind::Project, _) => {
+            return Err(ApiError::bad_request("project keys are not available yet"));
+        }
     };
     if scopes.iter().any(|s| !request.grantable.contains(s)) {
         return Err(ApiError::forbidden(
@@ -80,11 +91,11 @@ pub async fn issue(
             request.limits.per_workspace
         )));
     }
-    let generated = tokens::generate(TokenKind::Personal);
+    let generated = tokens::generate(request.kind);
     let record = store
         .tokens()
         .create(&NewToken {
-            kind: TokenKind::Personal,
+            kind: request.kind,
             name,
             scopes,
             user_id: request.owner_user_id,

@@ -16,6 +16,7 @@ pub mod audit;
 pub mod blobs;
 mod error;
 pub mod jobs;
+pub mod projects;
 pub mod recordings;
 pub mod sessions;
 pub mod tags;
@@ -99,6 +100,10 @@ impl Store {
 
     pub fn tags(&self) -> tags::Tags<'_> {
         tags::Tags { db: &self.db }
+    }
+
+    pub fn projects(&self) -> projects::Projects<'_> {
+        projects::Projects { db: &self.db }
     }
 
     pub fn audit(&self) -> audit::Audit<'_> {

@@ -144,6 +144,19 @@ impl Users<'_> {
         Ok(())
     }
 
+    /// Everyone in a workspace, oldest first.
+    pub async fn list(&self, workspace_id: i64) -> Result<Vec<User>> {
+        let rows: Vec<UserRow> = sqlx::query_as(sql!(
+            "SELECT {COLUMNS} FROM users WHERE workspace_id = $1 ORDER BY id"
+        ))
+        .bind(workspace_id)
+        .fetch_all(self.db)
+        .await?;
+        rows.into_iter()
+            .map(|r| Ok(r.into_credentials()?.user))
+            .collect()
+    }
+
     pub async fn count(&self) -> Result<i64> {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users")
             .fetch_one(self.db)

@@ -100,6 +100,7 @@ async fn dispatch(store: &Store, command: AdminCommand) -> anyhow::Result<()> {
             let (secret, record) = issue(
                 store,
                 IssueRequest {
+                    kind: hark_core::tokens::TokenKind::Personal,
                     owner_user_id: user.id,
                     workspace_id: user.workspace_id,
                     name: &name,

@@ -137,6 +137,10 @@ async fn openapi_document_covers_every_route() {
         "POST /v1/audio/transcriptions",
         "GET /v1/models",
         "GET /api/audit",
+        "GET /api/manage/members",
+        "PATCH /api/manage/members/{id}",
+        "GET /api/manage/projects",
+        "POST /api/manage/projects",
     ]
     .into_iter()
     .map(String::from)

@@ -70,6 +70,25 @@ impl Principal {
         self.require(Scope::Write)
     }
 
+    /// The management API (`/api/manage/…`): a management token whose owner is still an
+    /// admin, or an admin signed in to the web UI. Personal tokens do not reach it, so a
+    /// leaked script token cannot change who belongs to the workspace.
+    pub fn require_management(&self) -> Result<(), ApiError> {
+        let kind_allows = match &self.credential {
+            Credential::Session => true,
+            Credential::Token(record) => record.kind == TokenKind::Management,
+        };
+        if !kind_allows {
+            return Err(ApiError::forbidden(
+                "the management API takes a management token (or an admin's web session)",
+            ));
+        }
+        if self.role != Role::Admin {
+            return Err(ApiError::forbidden("only admins can manage the workspace"));
+        }
+        Ok(())
+    }
+
     /// Scopes a new token may have: a token cannot mint a more powerful one.
     pub fn grantable_scopes(&self) -> Scopes {
         match &self.credential {

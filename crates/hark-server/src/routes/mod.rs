@@ -3,6 +3,7 @@
 mod audit;
 mod batch;
 mod health;
+mod manage;
 mod openai;
 mod recordings;
 mod session;
@@ -134,5 +135,8 @@ pub fn api() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(tags::attach_tag))
         .routes(routes!(tags::detach_tag))
         .routes(routes!(audit::list_events))
+        .routes(routes!(manage::list_members))
+        .routes(routes!(manage::change_role))
+        .routes(routes!(manage::list_projects, manage::create_project))
         .split_for_parts()
 }

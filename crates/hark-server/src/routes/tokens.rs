@@ -6,8 +6,9 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hark_core::duration::parse_grace;
+use hark_core::roles::Role;
 use hark_core::scopes::Scope;
-use hark_core::tokens::{self, TokenStatus};
+use hark_core::tokens::{self, TokenKind, TokenStatus};
 use hark_store::audit::Actor;
 use hark_store::tokens::TokenRecord;
 use serde::{Deserialize, Serialize};
@@ -106,7 +107,7 @@ pub struct CreateToken {
     pub expires: Option<String>,
     /// Any of `read`, `write`, `batch`, `realtime`. Default: all four.
     pub scopes: Option<Vec<String>>,
-    /// `personal` (the default).
+    /// `personal` (the default) or `management` (admins only: the management API, no scopes).
     pub kind: Option<String>,
 }
 
@@ -143,17 +144,24 @@ pub async fn create_token(
     ApiJson(body): ApiJson<CreateToken>,
 ) -> Result<Response, ApiError> {
     principal.require_token_management()?;
-    match body.kind.as_deref().unwrap_or("personal") {
-        "personal" => {}
+    let kind = match body.kind.as_deref().unwrap_or("personal") {
+        "personal" => TokenKind::Personal,
+        "management" if principal.role == Role::Admin => TokenKind::Management,
+        "management" => {
+            return Err(ApiError::forbidden(
+                "only admins can create management tokens",
+            ));
+        }
         other => {
             return Err(ApiError::bad_request(format!(
-                "kind: {other:?} is not available; use \"personal\""
+                "kind: {other:?} is not available; use \"personal\" or \"management\""
             )));
         }
-    }
+    };
     let (secret, record) = crate::tokens::issue(
         &state.store,
         IssueRequest {
+            kind,
             owner_user_id: principal.user_id,
             workspace_id: principal.workspace_id,
             name: &body.name,

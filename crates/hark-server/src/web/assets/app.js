@@ -530,7 +530,7 @@ function tokenRow(t, reload) {
   }
   return h("tr", { "data-token-id": String(t.id) },
     h("td", {}, h("strong", {}, t.name), " ", marks),
-    h("td", {}, t.kind, h("br"), h("span", { class: "muted small" }, t.scopes.join(", "))),
+    h("td", {}, t.kind, h("br"), h("span", { class: "muted small" }, t.scopes.length ? t.scopes.join(", ") : "management API")),
     h("td", {}, h("span", { class: `badge badge-${t.status}` }, t.status)),
     h("td", { class: "hide-narrow" }, when(t.created_at)),
     h("td", {}, when(t.last_used_at)),
@@ -547,9 +547,14 @@ function createTokenDialog(reload) {
   const scopes = h("fieldset", { class: "scopes" }, h("legend", {}, "Scopes"),
     SCOPES.map(([v, label]) => h("label", { class: "check" },
       h("input", { type: "checkbox", name: "scope", value: v, checked: v !== "realtime" }), ` ${v} `, h("span", { class: "muted small" }, `— ${label}`))));
+  const kind = h("select", { name: "kind" },
+    h("option", { value: "personal" }, "Personal access token — acts as you, limited by its scopes"),
+    me.role === "admin" ? h("option", { value: "management" }, "Management token — members and projects only, never transcription") : null);
+  kind.addEventListener("change", () => { scopes.hidden = kind.value !== "personal"; });
   const error = errorLine();
   const form = h("form", {},
     field("Name", name, "What will use it? You’ll see this name in the list."),
+    field("Type", kind),
     scopes,
     h("div", { class: "field" }, h("label", { for: "expires" }, "Expiration"), expiry, date),
     error,
@@ -562,10 +567,13 @@ function createTokenDialog(reload) {
     event.preventDefault();
     error.hidden = true;
     const chosen = [...form.querySelectorAll("input[name=scope]:checked")].map((c) => c.value);
-    if (!chosen.length) return showError(error, new Error("Choose at least one scope."));
+    const personal = kind.value === "personal";
+    if (personal && !chosen.length) return showError(error, new Error("Choose at least one scope."));
     const expires = expiry.value === "custom" ? date.value : expiry.value;
+    const request = { name: name.value.trim(), expires, kind: kind.value };
+    if (personal) request.scopes = chosen;
     try {
-      const created = await api("POST", "/api/tokens", { name: name.value.trim(), expires, scopes: chosen });
+      const created = await api("POST", "/api/tokens", request);
       d.close();
       showTokenOnce(created, reload);
     } catch (err) { showError(error, err); }
@@ -592,8 +600,10 @@ function showTokenOnce(created, reload) {
     h("p", { class: "warning", role: "alert" }, "Copy this token now. You won’t see it again: hark keeps only a hash of it."),
     h("div", { class: "secret-row" }, secret, copyButton),
     example("HTTP header", `Authorization: Bearer ${token}`),
-    example("curl", `curl -H "Authorization: Bearer ${token}" \\\n  -F file=@meeting.wav ${origin}/api/recordings`),
-    example("Python (OpenAI SDK)", `from openai import OpenAI\n\nclient = OpenAI(base_url="${origin}/v1", api_key="${token}")\nwith open("meeting.wav", "rb") as audio:\n    print(client.audio.transcriptions.create(model="whisper-1", file=audio).text)`),
+    created.kind === "management"
+      ? example("curl", `curl -H "Authorization: Bearer ${token}" ${origin}/api/manage/members`)
+      : [example("curl", `curl -H "Authorization: Bearer ${token}" \\\n  -F file=@meeting.wav ${origin}/api/recordings`),
+        example("Python (OpenAI SDK)", `from openai import OpenAI\n\nclient = OpenAI(base_url="${origin}/v1", api_key="${token}")\nwith open("meeting.wav", "rb") as audio:\n    print(client.audio.transcriptions.create(model="whisper-1", file=audio).text)`)],
     h("div", { class: "actions" }, h("button", { type: "button", class: "primary", onclick: () => d.close() }, "I’ve saved it")));
   const d = dialog(`Token “${created.name}” created`, body, {
     onclose: () => { secret.value = ""; reload(); },

@@ -1,0 +1,197 @@
+//! The management API (`/api/manage/…`): members and their roles, projects. Reached with a
+//! management token (`hark_mgt_`) or an admin's web session; never with personal tokens.
+
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::extract::{ConnectInfo, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use hark_core::roles::Role;
+use hark_store::StoreError;
+use hark_store::projects::Project;
+use hark_store::users::User;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use super::tokens::actor;
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiJson, ApiPath, ErrorBody};
+use crate::state::AppState;
+
+#[derive(Serialize, ToSchema)]
+pub struct MemberView {
+    pub id: i64,
+    pub username: String,
+    /// `admin`, `developer`, `member` or `viewer`.
+    pub role: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+impl From<User> for MemberView {
+    fn from(u: User) -> Self {
+        MemberView {
+            id: u.id,
+            username: u.username,
+            role: u.role.as_str().to_owned(),
+            created_at: u.created_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MemberList {
+    pub members: Vec<MemberView>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeRole {
+    /// `admin`, `developer`, `member` or `viewer`. A viewer's tokens stop at once.
+    pub role: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ProjectView {
+    pub id: i64,
+    pub name: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+impl From<Project> for ProjectView {
+    fn from(p: Project) -> Self {
+        ProjectView {
+            id: p.id,
+            name: p.name,
+            created_at: p.created_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ProjectList {
+    pub projects: Vec<ProjectView>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProject {
+    /// 1 to 100 characters, unique in the workspace.
+    pub name: String,
+}
+
+#[utoipa::path(get, path = "/api/manage/members", tag = "manage",
+    responses((status = 200, body = MemberList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn list_members(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<MemberList>, ApiError> {
+    principal.require_management()?;
+    let members = state.store.users().list(principal.workspace_id).await?;
+    Ok(Json(MemberList {
+        members: members.into_iter().map(MemberView::from).collect(),
+    }))
+}
+
+#[utoipa::path(patch, path = "/api/manage/members/{id}", tag = "manage",
+    params(("id" = i64, Path)), request_body = ChangeRole,
+    responses((status = 200, body = MemberView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "The last admin cannot step down", body = ErrorBody)))]
+pub async fn change_role(
+    State(state): State<AppState>,
+    principal: Principal,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<ChangeRole>,
+) -> Result<Json<MemberView>, ApiError> {
+    principal.require_management()?;
+    let role: Role = body.role.parse()?;
+    let users = state.store.users();
+    let member = users.by_id(id).await.map_err(|e| match e {
+        StoreError::NotFound => ApiError::NotFound("member"),
+        other => other.into(),
+    })?;
+    if member.workspace_id != principal.workspace_id {
+        return Err(ApiError::NotFound("member"));
+    }
+    if member.role == Role::Admin && role != Role::Admin {
+        let admins = users
+            .list(principal.workspace_id)
+            .await?
+            .iter()
+            .filter(|u| u.role == Role::Admin)
+            .count();
+        if admins <= 1 {
+            return Err(ApiError::Conflict(
+                "the last admin cannot step down; make someone else admin first".into(),
+            ));
+        }
+    }
+    users.set_role(id, role).await?;
+    // This server drops its cached verifications now; others follow the change log.
+    state.auth.poll_changes().await?;
+    let details = format!("{} → {}", member.role.as_str(), role.as_str());
+    state
+        .store
+        .audit()
+        .record(
+            &actor(&principal, &headers, Some(peer)),
+            "member.role_changed",
+            &format!("user:{id}"),
+            Some(&details),
+        )
+        .await?;
+    Ok(Json(MemberView::from(users.by_id(id).await?)))
+}
+
+#[utoipa::path(get, path = "/api/manage/projects", tag = "manage",
+    responses((status = 200, body = ProjectList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn list_projects(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<ProjectList>, ApiError> {
+    principal.require_management()?;
+    let projects = state.store.projects().list(principal.workspace_id).await?;
+    Ok(Json(ProjectList {
+        projects: projects.into_iter().map(ProjectView::from).collect(),
+    }))
+}
+
+#[utoipa::path(post, path = "/api/manage/projects", tag = "manage", request_body = CreateProject,
+    responses((status = 201, body = ProjectView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn create_project(
+    State(state): State<AppState>,
+    principal: Principal,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<CreateProject>,
+) -> Result<Response, ApiError> {
+    principal.require_management()?;
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(ApiError::bad_request("name must be 1 to 100 characters"));
+    }
+    let project = state
+        .store
+        .projects()
+        .create(principal.workspace_id, name)
+        .await?;
+    state
+        .store
+        .audit()
+        .record(
+            &actor(&principal, &headers, Some(peer)),
+            "project.created",
+            &format!("project:{}", project.id),
+            Some(&project.name),
+        )
+        .await?;
+    let location = format!("/api/manage/projects/{}", project.id);
+    Ok(super::created(&location, ProjectView::from(project)))
+}

@@ -1,0 +1,203 @@
+//! Management tokens and the management API: who reaches it, what it changes, what it
+//! audits, and that management tokens reach nothing else.
+
+mod common;
+
+use common::*;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+async fn status(res: reqwest::Response) -> StatusCode {
+    res.status()
+}
+
+#[tokio::test]
+async fn admins_mint_management_tokens_that_reach_only_the_management_api() {
+    let server = TestServer::start().await;
+    let admin = server.user_with_token("root", "admin");
+    let member = server.user_with_token("ada", "member");
+
+    let res = server
+        .post_json(
+            "/api/tokens",
+            &member,
+            json!({"name": "nope", "kind": "management"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN, "members cannot");
+    let res = server
+        .post_json(
+            "/api/tokens",
+            &admin,
+            json!({"name": "ops", "kind": "management", "scopes": ["read"]}),
+        )
+        .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::BAD_REQUEST,
+        "no scopes on management tokens"
+    );
+    let created = server
+        .api_token(&admin, json!({"name": "ops", "kind": "management"}))
+        .await;
+    let mgt = created["token"].as_str().unwrap();
+    assert!(mgt.starts_with("hark_mgt_"), "{mgt}");
+    assert_eq!(created["kind"], "management");
+    assert_eq!(created["scopes"], json!([]));
+
+    let members: Value = server
+        .get("/api/manage/members", mgt)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = members["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["username"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["root", "ada"]);
+
+    for path in ["/api/recordings", "/api/tags", "/api/v3/sessions/1"] {
+        assert_eq!(
+            status(server.get(path, mgt).await).await,
+            StatusCode::FORBIDDEN,
+            "{path}"
+        );
+    }
+    let res = server
+        .upload(mgt, &shared_audio("support_01.wav"), None)
+        .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN, "no transcription");
+    assert_eq!(
+        status(server.get("/api/manage/members", &admin).await).await,
+        StatusCode::FORBIDDEN,
+        "personal tokens do not reach the management API"
+    );
+    let cookie = server.login("root").await;
+    let res = server
+        .client
+        .get(server.url("/api/manage/members"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "an admin's web session does");
+}
+
+#[tokio::test]
+async fn demoting_a_member_to_viewer_stops_their_tokens_and_is_audited() {
+    let server = TestServer::start().await;
+    let admin = server.user_with_token("root", "admin");
+    let member = server.user_with_token("ada", "member");
+    let mgt = server
+        .api_token(&admin, json!({"name": "ops", "kind": "management"}))
+        .await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        status(server.get("/api/recordings", &member).await).await,
+        StatusCode::OK
+    );
+    let members: Value = server
+        .get("/api/manage/members", &mgt)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ada = members["members"][1]["id"].as_i64().unwrap();
+    let res = server
+        .client
+        .patch(server.url(&format!("/api/manage/members/{ada}")))
+        .bearer_auth(&mgt)
+        .json(&json!({"role": "viewer"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let changed: Value = res.json().await.unwrap();
+    assert_eq!(changed["role"], "viewer");
+    assert_eq!(
+        status(server.get("/api/recordings", &member).await).await,
+        StatusCode::FORBIDDEN,
+        "the very next request"
+    );
+    let audit: Value = server
+        .get("/api/audit?action=member.role_changed", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(audit["events"][0]["target"], format!("user:{ada}"));
+    assert_eq!(audit["events"][0]["details"], "member → viewer");
+
+    let root = members["members"][0]["id"].as_i64().unwrap();
+    let res = server
+        .client
+        .patch(server.url(&format!("/api/manage/members/{root}")))
+        .bearer_auth(&mgt)
+        .json(&json!({"role": "member"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CONFLICT, "the last admin stays");
+    let res = server
+        .client
+        .patch(server.url(&format!("/api/manage/members/{ada}")))
+        .bearer_auth(&mgt)
+        .json(&json!({"role": "owner"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn projects_are_listed_created_and_audited() {
+    let server = TestServer::start().await;
+    let admin = server.user_with_token("root", "admin");
+    let mgt = server
+        .api_token(&admin, json!({"name": "ops", "kind": "management"}))
+        .await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let res = server
+        .post_json("/api/manage/projects", &mgt, json!({"name": "Call center"}))
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    let project: Value = res.json().await.unwrap();
+    assert_eq!(location, format!("/api/manage/projects/{}", project["id"]));
+    let res = server
+        .post_json("/api/manage/projects", &mgt, json!({"name": "Call center"}))
+        .await;
+    assert_eq!(res.status(), StatusCode::CONFLICT);
+    let res = server
+        .post_json("/api/manage/projects", &mgt, json!({"name": "  "}))
+        .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let list: Value = server
+        .get("/api/manage/projects", &mgt)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = list["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Default project", "Call center"]);
+    let audit: Value = server
+        .get("/api/audit?action=project.created", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(audit["pagination"]["total"], 1);
+    assert!(audit["events"][0]["actor_token_id"].is_i64());
+}
