@@ -30,6 +30,7 @@ fn bench(c: &mut Criterion) {
             &store,
             IssueRequest {
                 kind: hark_core::tokens::TokenKind::Personal,
+                project_id: None,
                 owner_user_id: user.id,
                 workspace_id: user.workspace_id,
                 name: "bench",

@@ -1,7 +1,7 @@
 //! Issuing and revoking tokens: the rules shared by the HTTP API and the admin CLI.
 
 use hark_core::expiry::Expiry;
-use hark_core::scopes::Scopes;
+use hark_core::scopes::{Scope, Scopes};
 use hark_core::tokens::{self, TokenKind, TokenSecret};
 use hark_store::Store;
 use hark_store::audit::Actor;
@@ -33,8 +33,11 @@ impl Default for TokenLimits {
 
 /// A request for a new token, as typed by a person or sent as JSON.
 pub struct IssueRequest<'a> {
-    /// `Personal` (scoped) or `Management` (workspace administration; no scopes).
+    /// `Personal` (scoped), `Project` (one project; `batch` or `realtime`) or `Management`
+    /// (workspace administration; no scopes).
     pub kind: TokenKind,
+    /// Project keys only: the project the key is bound to.
+    pub project_id: Option<i64>,
     pub owner_user_id: i64,
     pub workspace_id: i64,
     pub name: &'a str,
@@ -64,9 +67,39 @@ pub async fn issue(
         }
         (TokenKind::Personal, None) => Scopes::all(),
         (TokenKind::Personal, Some(list)) => Scopes::parse_list(list)?,
-        (TokenKind::Project, _) => {
-            return Err(ApiError::bad_request("project keys are not available yet"));
+        (TokenKind::Project, list) => {
+            let scopes = Scopes::parse_list(list.unwrap_or_default())?;
+            let batch: Scopes = [Scope::Batch].into_iter().collect();
+            let realtime: Scopes = [Scope::Realtime].into_iter().collect();
+            if scopes != batch && scopes != realtime {
+                return Err(ApiError::bad_request(
+                    "type must be \"batch\" or \"realtime\"",
+                ));
+            }
+            scopes
         }
+    };
+    let project_id = match (request.kind, request.project_id) {
+        (TokenKind::Project, Some(id)) => {
+            store
+                .projects()
+                .get(request.workspace_id, id)
+                .await
+                .map_err(|e| match e {
+                    hark_store::StoreError::NotFound => ApiError::NotFound("project"),
+                    other => other.into(),
+                })?;
+            Some(id)
+        }
+        (TokenKind::Project, None) => {
+            return Err(ApiError::bad_request("project keys need a project_id"));
+        }
+        (_, Some(_)) => {
+            return Err(ApiError::bad_request(
+                "project_id belongs to project keys only",
+            ));
+        }
+        (_, None) => None,
     };
     if scopes.iter().any(|s| !request.grantable.contains(s)) {
         return Err(ApiError::forbidden(
@@ -100,7 +133,7 @@ pub async fn issue(
             scopes,
             user_id: request.owner_user_id,
             workspace_id: request.workspace_id,
-            project_id: None,
+            project_id,
             hint: generated.hint.clone(),
             hash: generated.hash,
             expires_at,

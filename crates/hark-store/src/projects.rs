@@ -46,6 +46,17 @@ impl Projects<'_> {
         Ok(rows.into_iter().map(Project::from).collect())
     }
 
+    pub async fn get(&self, workspace_id: i64, id: i64) -> Result<Project> {
+        let row: Option<ProjectRow> = sqlx::query_as(
+            "SELECT id, workspace_id, name, created_at FROM projects WHERE workspace_id = $1 AND id = $2",
+        )
+        .bind(workspace_id)
+        .bind(id)
+        .fetch_optional(self.db)
+        .await?;
+        row.map(Project::from).ok_or(StoreError::NotFound)
+    }
+
     pub async fn create(&self, workspace_id: i64, name: &str) -> Result<Project> {
         let row: ProjectRow = sqlx::query_as(
             "INSERT INTO projects (workspace_id, name, created_at) VALUES ($1, $2, $3)

@@ -101,6 +101,7 @@ async fn dispatch(store: &Store, command: AdminCommand) -> anyhow::Result<()> {
                 store,
                 IssueRequest {
                     kind: hark_core::tokens::TokenKind::Personal,
+                    project_id: None,
                     owner_user_id: user.id,
                     workspace_id: user.workspace_id,
                     name: &name,

@@ -52,10 +52,37 @@ impl Principal {
                     )))
                 }
             }
+            Credential::Token(record)
+                if record.kind == TokenKind::Project
+                    && matches!(scope, Scope::Batch | Scope::Realtime) =>
+            {
+                if record.scopes.contains(scope) {
+                    Ok(())
+                } else {
+                    Err(ApiError::forbidden(format!(
+                        "this is a {} key; it cannot use the {} API",
+                        record.scopes.names().join(","),
+                        scope.as_str()
+                    )))
+                }
+            }
+            Credential::Token(record) if record.kind == TokenKind::Project => {
+                Err(ApiError::forbidden(
+                    "project keys reach only the batch API (batch keys) or streaming (realtime keys)",
+                ))
+            }
             Credential::Token(record) => Err(ApiError::forbidden(format!(
                 "{} tokens cannot use this endpoint",
                 record.kind.as_str()
             ))),
+        }
+    }
+
+    /// The project a project key is bound to; `None` for every other caller.
+    pub fn project_id(&self) -> Option<i64> {
+        match &self.credential {
+            Credential::Token(record) if record.kind == TokenKind::Project => record.project_id,
+            _ => None,
         }
     }
 

@@ -13,6 +13,7 @@ use hark_core::scopes::Scope;
 use hark_core::transcripts;
 use hark_store::StoreError;
 use hark_store::jobs::JobStatus;
+use hark_store::recordings::Recording;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -84,6 +85,32 @@ pub async fn submit(
     ))
 }
 
+/// The recording behind a session or document as this caller may see it: a project key
+/// sees its own project's recordings, whoever made them, and is refused any other
+/// project's; everyone else sees their own.
+async fn visible_recording(
+    state: &AppState,
+    principal: &Principal,
+    id: i64,
+    what: &'static str,
+) -> Result<Recording, ApiError> {
+    let missing = |e: StoreError| match e {
+        StoreError::NotFound => ApiError::NotFound(what),
+        other => other.into(),
+    };
+    let recordings = state.store.recordings();
+    match principal.project_id() {
+        Some(project) => {
+            let recording = recordings.by_id(id).await.map_err(missing)?;
+            if recording.project_id != project {
+                return Err(ApiError::forbidden("this key belongs to another project"));
+            }
+            Ok(recording)
+        }
+        None => recordings.get(principal.user_id, id).await.map_err(missing),
+    }
+}
+
 #[utoipa::path(get, path = "/api/v3/sessions/{id}", tag = "batch", params(("id" = i64, Path)),
     responses((status = 200, body = SessionView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
@@ -98,12 +125,7 @@ pub async fn session(
         other => other.into(),
     };
     let job = state.store.jobs().get(id).await.map_err(missing)?;
-    let recording = state
-        .store
-        .recordings()
-        .get(principal.user_id, job.recording_id)
-        .await
-        .map_err(missing)?;
+    let recording = visible_recording(&state, &principal, job.recording_id, "session").await?;
     let status = match (job.status, recording.status) {
         (JobStatus::Queued, _) => "queued",
         (JobStatus::Running, RecordingStatus::Summarizing) => "summarizing",
@@ -144,16 +166,11 @@ pub async fn document(
         StoreError::NotFound => ApiError::NotFound("document"),
         other => other.into(),
     };
-    let recording = state
-        .store
-        .recordings()
-        .get(principal.user_id, id)
-        .await
-        .map_err(missing)?;
+    let recording = visible_recording(&state, &principal, id, "document").await?;
     let segments = state
         .store
         .recordings()
-        .transcript(principal.user_id, id)
+        .transcript(recording.user_id, id)
         .await
         .map_err(missing)?;
     let text_response = |content_type: &'static str, body: String| {

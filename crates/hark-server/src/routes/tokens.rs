@@ -107,8 +107,14 @@ pub struct CreateToken {
     pub expires: Option<String>,
     /// Any of `read`, `write`, `batch`, `realtime`. Default: all four.
     pub scopes: Option<Vec<String>>,
-    /// `personal` (the default) or `management` (admins only: the management API, no scopes).
+    /// `personal` (the default), `project` (admins and developers: one project's batch or
+    /// realtime key) or `management` (admins only: the management API, no scopes).
     pub kind: Option<String>,
+    /// Project keys: the project the key is bound to.
+    pub project_id: Option<i64>,
+    /// Project keys: `batch` (upload, sessions, documents) or `realtime` (streaming).
+    #[serde(rename = "type")]
+    pub key_type: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -152,21 +158,46 @@ pub async fn create_token(
                 "only admins can create management tokens",
             ));
         }
+        "project" if matches!(principal.role, Role::Admin | Role::Developer) => TokenKind::Project,
+        "project" => {
+            return Err(ApiError::forbidden(
+                "only admins and developers can create project keys",
+            ));
+        }
         other => {
             return Err(ApiError::bad_request(format!(
-                "kind: {other:?} is not available; use \"personal\" or \"management\""
+                "kind: {other:?} is not one of \"personal\", \"project\", \"management\""
             )));
         }
     };
+    // A project key's scope is its type.
+    let scopes = match (kind, body.key_type.as_deref()) {
+        (TokenKind::Project, Some(key_type)) => Some(vec![key_type.to_owned()]),
+        (TokenKind::Project, None) => {
+            return Err(ApiError::bad_request(
+                "project keys need a type: \"batch\" or \"realtime\"",
+            ));
+        }
+        (_, Some(_)) => {
+            return Err(ApiError::bad_request("type belongs to project keys only"));
+        }
+        (_, None) => body.scopes.clone(),
+    };
+    if kind == TokenKind::Project && body.scopes.is_some() {
+        return Err(ApiError::bad_request(
+            "project keys take a type, not scopes",
+        ));
+    }
     let (secret, record) = crate::tokens::issue(
         &state.store,
         IssueRequest {
             kind,
+            project_id: body.project_id,
             owner_user_id: principal.user_id,
             workspace_id: principal.workspace_id,
             name: &body.name,
             expires: body.expires.as_deref(),
-            scopes: body.scopes.as_deref(),
+            scopes: scopes.as_deref(),
             grantable: principal.grantable_scopes(),
             limits: state.config.token_limits,
         },
@@ -233,9 +264,11 @@ async fn manageable(
         other => other.into(),
     })?;
     let own = record.user_id == principal.user_id;
-    let admin_here = principal.role == hark_core::roles::Role::Admin
-        && record.workspace_id == principal.workspace_id;
-    if own || admin_here {
+    let here = record.workspace_id == principal.workspace_id;
+    let admin_here = principal.role == Role::Admin && here;
+    let developer_key =
+        principal.role == Role::Developer && record.kind == TokenKind::Project && here;
+    if own || admin_here || developer_key {
         Ok(record)
     } else {
         Err(ApiError::NotFound("token"))

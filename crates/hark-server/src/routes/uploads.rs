@@ -111,7 +111,7 @@ pub async fn accept(
     .map_err(|e| ApiError::Internal(e.to_string()))?;
     let new = NewRecording {
         user_id: principal.user_id,
-        project_id: DEFAULT_PROJECT_ID,
+        project_id: principal.project_id().unwrap_or(DEFAULT_PROJECT_ID),
         title,
         original_filename: filename.chars().take(255).collect(),
         mime_type: mime,
