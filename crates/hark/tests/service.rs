@@ -141,6 +141,7 @@ async fn openapi_document_covers_every_route() {
         "PATCH /api/manage/members/{id}",
         "GET /api/manage/projects",
         "POST /api/manage/projects",
+        "GET /api/projects",
     ]
     .into_iter()
     .map(String::from)

@@ -162,6 +162,20 @@ pub async fn list_projects(
     }))
 }
 
+#[utoipa::path(get, path = "/api/projects", tag = "projects",
+    responses((status = 200, description = "The workspace's projects, for anyone signed in to it (e.g. to pick one for a project key)", body = ProjectList),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn projects_for_members(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<ProjectList>, ApiError> {
+    principal.require(hark_core::scopes::Scope::Read)?;
+    let projects = state.store.projects().list(principal.workspace_id).await?;
+    Ok(Json(ProjectList {
+        projects: projects.into_iter().map(ProjectView::from).collect(),
+    }))
+}
+
 #[utoipa::path(post, path = "/api/manage/projects", tag = "manage", request_body = CreateProject,
     responses((status = 201, body = ProjectView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]

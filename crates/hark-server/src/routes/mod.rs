@@ -138,5 +138,6 @@ pub fn api() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(manage::list_members))
         .routes(routes!(manage::change_role))
         .routes(routes!(manage::list_projects, manage::create_project))
+        .routes(routes!(manage::projects_for_members))
         .split_for_parts()
 }

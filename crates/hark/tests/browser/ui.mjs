@@ -100,11 +100,29 @@ async function tokens() {
   check((await apiStatus(token, "/api/tokens/self")) === 401, "the revoked token is refused");
   await shot("token-revoked");
 
+  // A project API key, made in the same dialog: batch only, bound to the default project.
+  await page.getByRole("button", { name: "Create token" }).click();
+  const keyDialog = page.getByRole("dialog");
+  await keyDialog.getByLabel("Name").fill("ingest key");
+  await keyDialog.getByLabel("Type", { exact: true }).selectOption("project");
+  await keyDialog.getByLabel("Project").locator("option", { hasText: "Default project" }).waitFor({ state: "attached" });
+  await keyDialog.getByLabel("Key type").selectOption("batch");
+  await keyDialog.getByLabel("Expiration").selectOption("1y");
+  await keyDialog.getByRole("button", { name: "Create token" }).click();
+  await page.locator("input[data-token]").waitFor();
+  const key = await page.locator("input[data-token]").inputValue();
+  check(/^hark_key_[0-9A-Za-z]{38}$/.test(key), `the dialog shows a project key: ${key}`);
+  await shot("project-key-created");
+  await page.getByRole("button", { name: "I’ve saved it" }).click();
+  check((await apiStatus(key, "/api/v3/sessions/999999")) === 404, "the key reaches the batch API");
+  check((await apiStatus(key, "/api/recordings")) === 403, "and nothing else");
+  await page.locator("tr", { hasText: "ingest key" }).getByText("project #1 key").waitFor();
+
   // Admins see it in the audit log, newest first, without the token.
   await page.getByRole("link", { name: "Audit log" }).click();
   await page.getByRole("heading", { name: "Audit log" }).waitFor();
-  const firstRow = page.locator("tbody tr").first();
-  await firstRow.getByText("token.revoked").waitFor();
+  await page.locator("tbody tr").first().getByText("token.created").waitFor();
+  await page.locator("tbody tr", { hasText: "token.revoked" }).first().waitFor();
   check(!(await page.content()).includes(token), "the audit log never shows the token");
   await shot("audit-log");
   await page.getByRole("link", { name: "API Tokens" }).click();
@@ -133,7 +151,7 @@ async function tokens() {
   await shot("recording");
   const status = await page.request.get(`${base}/api/recordings`);
   check(status.status() === 200, "the session cookie reads the API");
-  return { token, transcript };
+  return { token, key, transcript };
 }
 
 async function setup() {

@@ -530,7 +530,8 @@ function tokenRow(t, reload) {
   }
   return h("tr", { "data-token-id": String(t.id) },
     h("td", {}, h("strong", {}, t.name), " ", marks),
-    h("td", {}, t.kind, h("br"), h("span", { class: "muted small" }, t.scopes.length ? t.scopes.join(", ") : "management API")),
+    h("td", {}, t.kind === "project" ? `project #${t.project_id} key` : t.kind, h("br"),
+      h("span", { class: "muted small" }, t.scopes.length ? t.scopes.join(", ") : "management API")),
     h("td", {}, h("span", { class: `badge badge-${t.status}` }, t.status)),
     h("td", { class: "hide-narrow" }, when(t.created_at)),
     h("td", {}, when(t.last_used_at)),
@@ -549,12 +550,27 @@ function createTokenDialog(reload) {
       h("input", { type: "checkbox", name: "scope", value: v, checked: v !== "realtime" }), ` ${v} `, h("span", { class: "muted small" }, `— ${label}`))));
   const kind = h("select", { name: "kind" },
     h("option", { value: "personal" }, "Personal access token — acts as you, limited by its scopes"),
+    ["admin", "developer"].includes(me.role) ? h("option", { value: "project" }, "Project API key — one project, batch or realtime") : null,
     me.role === "admin" ? h("option", { value: "management" }, "Management token — members and projects only, never transcription") : null);
-  kind.addEventListener("change", () => { scopes.hidden = kind.value !== "personal"; });
+  const project = h("select", { name: "project" });
+  const keyType = h("select", { name: "type" },
+    h("option", { value: "batch" }, "Batch — upload audio, read sessions and documents"),
+    h("option", { value: "realtime" }, "Realtime — streaming only"));
+  const keyFields = h("div", { hidden: true }, field("Project", project), field("Key type", keyType));
+  kind.addEventListener("change", () => {
+    scopes.hidden = kind.value !== "personal";
+    keyFields.hidden = kind.value !== "project";
+    if (kind.value === "project" && !project.options.length) {
+      api("GET", "/api/projects").then(({ projects }) => {
+        for (const p of projects) project.append(h("option", { value: String(p.id) }, p.name));
+      }).catch((err) => showError(error, err));
+    }
+  });
   const error = errorLine();
   const form = h("form", {},
     field("Name", name, "What will use it? You’ll see this name in the list."),
     field("Type", kind),
+    keyFields,
     scopes,
     h("div", { class: "field" }, h("label", { for: "expires" }, "Expiration"), expiry, date),
     error,
@@ -572,6 +588,10 @@ function createTokenDialog(reload) {
     const expires = expiry.value === "custom" ? date.value : expiry.value;
     const request = { name: name.value.trim(), expires, kind: kind.value };
     if (personal) request.scopes = chosen;
+    if (kind.value === "project") {
+      request.project_id = Number(project.value);
+      request.type = keyType.value;
+    }
     try {
       const created = await api("POST", "/api/tokens", request);
       d.close();
@@ -602,6 +622,10 @@ function showTokenOnce(created, reload) {
     example("HTTP header", `Authorization: Bearer ${token}`),
     created.kind === "management"
       ? example("curl", `curl -H "Authorization: Bearer ${token}" ${origin}/api/manage/members`)
+      : created.kind === "project" && created.scopes.includes("realtime")
+      ? null
+      : created.kind === "project"
+      ? example("curl", `curl -H "Authorization: Bearer ${token}" \\\n  -F file=@meeting.wav ${origin}/api/v3/speech-to-text`)
       : [example("curl", `curl -H "Authorization: Bearer ${token}" \\\n  -F file=@meeting.wav ${origin}/api/recordings`),
         example("Python (OpenAI SDK)", `from openai import OpenAI\n\nclient = OpenAI(base_url="${origin}/v1", api_key="${token}")\nwith open("meeting.wav", "rb") as audio:\n    print(client.audio.transcriptions.create(model="whisper-1", file=audio).text)`)],
     h("div", { class: "actions" }, h("button", { type: "button", class: "primary", onclick: () => d.close() }, "I’ve saved it")));
