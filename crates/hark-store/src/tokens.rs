@@ -225,6 +225,18 @@ impl Tokens<'_> {
         Ok((of_user, of_workspace))
     }
 
+    /// A project's keys, newest first.
+    pub async fn list_for_project(&self, project_id: i64) -> Result<Vec<TokenRecord>> {
+        let rows: Vec<TokenRow> = sqlx::query_as(sql!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens t JOIN users u ON u.id = t.user_id
+             WHERE t.kind = 'project' AND t.project_id = $1 ORDER BY t.created_at DESC, t.id DESC"
+        ))
+        .bind(project_id)
+        .fetch_all(self.db)
+        .await?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
     pub async fn list_all(&self) -> Result<Vec<TokenRecord>> {
         let rows: Vec<TokenRow> = sqlx::query_as(sql!(
             "SELECT {TOKEN_COLUMNS} FROM tokens t JOIN users u ON u.id = t.user_id ORDER BY t.created_at DESC, t.id DESC"

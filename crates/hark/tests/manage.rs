@@ -201,3 +201,95 @@ async fn projects_are_listed_created_and_audited() {
     assert_eq!(audit["pagination"]["total"], 1);
     assert!(audit["events"][0]["actor_token_id"].is_i64());
 }
+
+#[tokio::test]
+async fn management_tokens_create_list_and_revoke_a_projects_keys() {
+    let server = TestServer::start().await;
+    let admin = server.user_with_token("root", "admin");
+    let mgt = server
+        .api_token(&admin, json!({"name": "ops", "kind": "management"}))
+        .await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let other: Value = server
+        .post_json("/api/manage/projects", &mgt, json!({"name": "Other"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let res = server
+        .post_json(
+            "/api/manage/projects/1/keys",
+            &mgt,
+            json!({"name": "ingest", "type": "batch", "expires": "2y"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let created: Value = res.json().await.unwrap();
+    let key = created["token"].as_str().unwrap().to_owned();
+    server.saw_secret(&key);
+    assert!(key.starts_with("hark_key_"));
+    assert_eq!(
+        (created["project_id"].as_i64(), created["scopes"].clone()),
+        (Some(1), json!(["batch"]))
+    );
+    let id = created["id"].as_i64().unwrap();
+
+    let listed: Value = server
+        .get("/api/manage/projects/1/keys", &mgt)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["tokens"][0]["id"], id);
+    assert!(
+        !listed.to_string().contains(&key),
+        "listings never show a key"
+    );
+    let other_keys: Value = server
+        .get(&format!("/api/manage/projects/{}/keys", other["id"]), &mgt)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(other_keys["tokens"], json!([]));
+    assert_eq!(
+        status(server.get("/api/manage/projects/1/keys", &admin).await).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        status(server.get("/api/v3/sessions/999999", &key).await).await,
+        StatusCode::NOT_FOUND,
+        "the key works"
+    );
+    let wrong = server
+        .delete(
+            &format!("/api/manage/projects/{}/keys/{id}", other["id"]),
+            &mgt,
+        )
+        .await;
+    assert_eq!(
+        wrong.status(),
+        StatusCode::NOT_FOUND,
+        "not that project's key"
+    );
+    let res = server
+        .delete(&format!("/api/manage/projects/1/keys/{id}"), &mgt)
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_auth_failed(server.get("/api/v3/sessions/999999", &key).await).await;
+    let audit: Value = server
+        .get(&format!("/api/audit?target=token:{id}"), &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let actions: Vec<&str> = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["token.revoked", "token.created"]);
+}

@@ -6,8 +6,10 @@ use std::net::SocketAddr;
 use axum::Json;
 use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use hark_core::roles::Role;
+use hark_core::scopes::Scopes;
+use hark_core::tokens::TokenKind;
 use hark_store::StoreError;
 use hark_store::projects::Project;
 use hark_store::users::User;
@@ -15,10 +17,11 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use super::tokens::actor;
+use super::tokens::{TokenCreated, TokenList, TokenView, actor};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiJson, ApiPath, ErrorBody};
 use crate::state::AppState;
+use crate::tokens::IssueRequest;
 
 #[derive(Serialize, ToSchema)]
 pub struct MemberView {
@@ -208,4 +211,126 @@ pub async fn create_project(
         .await?;
     let location = format!("/api/manage/projects/{}", project.id);
     Ok(super::created(&location, ProjectView::from(project)))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    pub name: String,
+    /// `batch` or `realtime`.
+    #[serde(rename = "type")]
+    pub key_type: String,
+    /// As for personal tokens: `1y`, `2y`, `5y`, `never`, `30d`, `90d`, a date. Default `90d`.
+    pub expires: Option<String>,
+}
+
+/// The project, if it is in the caller's workspace.
+async fn project_here(
+    state: &AppState,
+    principal: &Principal,
+    id: i64,
+) -> Result<Project, ApiError> {
+    state
+        .store
+        .projects()
+        .get(principal.workspace_id, id)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => ApiError::NotFound("project"),
+            other => other.into(),
+        })
+}
+
+#[utoipa::path(get, path = "/api/manage/projects/{id}/keys", tag = "manage", params(("id" = i64, Path)),
+    responses((status = 200, body = TokenList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn list_keys(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Response, ApiError> {
+    principal.require_management()?;
+    project_here(&state, &principal, id).await?;
+    let keys = state.store.tokens().list_for_project(id).await?;
+    let now = OffsetDateTime::now_utc();
+    Ok(Json(TokenList {
+        tokens: keys.iter().map(|k| TokenView::of(k, now)).collect(),
+    })
+    .into_response())
+}
+
+#[utoipa::path(post, path = "/api/manage/projects/{id}/keys", tag = "manage", params(("id" = i64, Path)),
+    request_body = CreateKey,
+    responses((status = 201, description = "`token` holds the key, shown only here", body = TokenCreated),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn create_key(
+    State(state): State<AppState>,
+    principal: Principal,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<CreateKey>,
+) -> Result<Response, ApiError> {
+    principal.require_management()?;
+    project_here(&state, &principal, id).await?;
+    let scopes = [body.key_type.clone()];
+    let (secret, record) = crate::tokens::issue(
+        &state.store,
+        IssueRequest {
+            kind: TokenKind::Project,
+            project_id: Some(id),
+            owner_user_id: principal.user_id,
+            workspace_id: principal.workspace_id,
+            name: &body.name,
+            expires: body.expires.as_deref(),
+            scopes: Some(&scopes),
+            // Management is the authority over keys; the key's type is its only power.
+            grantable: Scopes::all(),
+            limits: state.config.token_limits,
+        },
+        &actor(&principal, &headers, Some(peer)),
+    )
+    .await?;
+    let location = format!("/api/manage/projects/{id}/keys/{}", record.id);
+    let created = TokenCreated {
+        token: secret.into_exposed(),
+        details: TokenView::of(&record, OffsetDateTime::now_utc()),
+    };
+    Ok(super::created(&location, created))
+}
+
+#[utoipa::path(delete, path = "/api/manage/projects/{id}/keys/{key_id}", tag = "manage",
+    params(("id" = i64, Path), ("key_id" = i64, Path)),
+    responses((status = 200, description = "Revoked (twice is harmless)", body = TokenView),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn revoke_key(
+    State(state): State<AppState>,
+    principal: Principal,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ApiPath((id, key_id)): ApiPath<(i64, i64)>,
+) -> Result<Response, ApiError> {
+    principal.require_management()?;
+    project_here(&state, &principal, id).await?;
+    let key = state
+        .store
+        .tokens()
+        .get(key_id)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => ApiError::NotFound("key"),
+            other => other.into(),
+        })?;
+    if key.kind != TokenKind::Project || key.project_id != Some(id) {
+        return Err(ApiError::NotFound("key"));
+    }
+    let record = crate::tokens::revoke(
+        &state.store,
+        key_id,
+        &actor(&principal, &headers, Some(peer)),
+    )
+    .await?;
+    state.auth.evict(key_id);
+    Ok(Json(TokenView::of(&record, OffsetDateTime::now_utc())).into_response())
 }

@@ -139,5 +139,7 @@ pub fn api() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(manage::change_role))
         .routes(routes!(manage::list_projects, manage::create_project))
         .routes(routes!(manage::projects_for_members))
+        .routes(routes!(manage::list_keys, manage::create_key))
+        .routes(routes!(manage::revoke_key))
         .split_for_parts()
 }
