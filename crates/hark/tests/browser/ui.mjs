@@ -118,10 +118,19 @@ async function tokens() {
   check((await apiStatus(key, "/api/recordings")) === 403, "and nothing else");
   await page.locator("tr", { hasText: "ingest key" }).getByText("project #1 key").waitFor();
 
+  // Admins add a project and see the members.
+  await page.getByRole("link", { name: "Members & projects" }).click();
+  await page.getByRole("heading", { name: "Members" }).waitFor();
+  await page.getByRole("cell", { name: username }).waitFor();
+  await page.getByLabel("New project name").fill("Call center");
+  await page.getByRole("button", { name: "Add project" }).click();
+  await page.getByRole("cell", { name: "Call center" }).waitFor();
+  await shot("members-projects");
+
   // Admins see it in the audit log, newest first, without the token.
   await page.getByRole("link", { name: "Audit log" }).click();
   await page.getByRole("heading", { name: "Audit log" }).waitFor();
-  await page.locator("tbody tr").first().getByText("token.created").waitFor();
+  await page.locator("tbody tr").first().getByText("project.created").waitFor();
   await page.locator("tbody tr", { hasText: "token.revoked" }).first().waitFor();
   check(!(await page.content()).includes(token), "the audit log never shows the token");
   await shot("audit-log");

@@ -458,13 +458,75 @@ async function tokensView() {
 
 function settingsTabs(current) {
   const tabs = [["tokens", "API Tokens"]];
-  if (me.role === "admin") tabs.push(["audit", "Audit log"]);
+  if (me.role === "admin") tabs.push(["workspace", "Members & projects"], ["audit", "Audit log"]);
   return h("nav", { class: "tabs", "aria-label": "Settings" }, tabs.map(([key, label]) =>
     h("a", { href: `#/settings/${key}`, "aria-current": key === current ? "page" : null }, label)));
 }
 
+const ROLES = ["admin", "developer", "member", "viewer"];
+
+async function workspaceView() {
+  shell("settings");
+  const members = h("div", { class: "list" }, h("p", { class: "muted" }, "Loading…"));
+  const projects = h("div", { class: "list" }, h("p", { class: "muted" }, "Loading…"));
+  const projectName = h("input", { name: "project", maxlength: "100", placeholder: "e.g. Call center", required: true });
+  const projectError = errorLine();
+  const addProject = h("form", { class: "inline" },
+    h("label", { for: "new-project", class: "visually-hidden" }, "New project name"), projectName,
+    h("button", { type: "submit", class: "secondary" }, "Add project"));
+  projectName.id = "new-project";
+  main.append(
+    h("div", { class: "page-head" }, h("h1", {}, "Account settings")),
+    settingsTabs("workspace"),
+    h("div", { class: "section-head" }, h("div", {}, h("h2", {}, "Members"),
+      h("p", { class: "muted" }, "Roles: admins manage everything; developers also make project keys; members make personal tokens; viewers only read in the web UI, and their tokens stop at once."))),
+    members,
+    h("div", { class: "section-head" }, h("div", {}, h("h2", {}, "Projects"),
+      h("p", { class: "muted" }, "Every recording belongs to a project; project API keys reach only theirs."))),
+    addProject, projectError, projects);
+
+  const loadMembers = async () => {
+    const data = await api("GET", "/api/manage/members");
+    members.replaceChildren(h("table", { class: "table" },
+      h("thead", {}, h("tr", {}, ["Name", "Role", "Joined"].map((c) => h("th", { scope: "col" }, c)))),
+      h("tbody", {}, data.members.map((m) => {
+        const role = h("select", { "aria-label": `Role of ${m.username}` },
+          ROLES.map((r) => h("option", { value: r, selected: r === m.role }, r)));
+        role.addEventListener("change", async () => {
+          try {
+            await api("PATCH", `/api/manage/members/${m.id}`, { role: role.value });
+            toast(`${m.username} is now ${role.value}.`);
+          } catch (err) {
+            toast(err.message);
+            role.value = m.role;
+          }
+        });
+        return h("tr", {}, h("td", {}, h("strong", {}, m.username)), h("td", {}, role), h("td", {}, when(m.created_at)));
+      }))));
+  };
+  const loadProjects = async () => {
+    const data = await api("GET", "/api/manage/projects");
+    projects.replaceChildren(h("table", { class: "table" },
+      h("thead", {}, h("tr", {}, ["Project", "Id", "Created"].map((c) => h("th", { scope: "col" }, c)))),
+      h("tbody", {}, data.projects.map((p) => h("tr", {}, h("td", {}, h("strong", {}, p.name)), h("td", {}, `#${p.id}`),
+        // The default project comes with the install (stored time 0): no date to show.
+        h("td", {}, new Date(p.created_at).getTime() > 0 ? when(p.created_at) : "with the install"))))));
+  };
+  addProject.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    projectError.hidden = true;
+    try {
+      await api("POST", "/api/manage/projects", { name: projectName.value.trim() });
+      projectName.value = "";
+      loadProjects();
+    } catch (err) { showError(projectError, err); }
+  });
+  loadMembers().catch((err) => members.replaceChildren(h("p", { class: "error" }, err.message)));
+  loadProjects().catch((err) => projects.replaceChildren(h("p", { class: "error" }, err.message)));
+}
+
 const AUDIT_ACTIONS = ["token.created", "token.rotated", "token.revoked", "token.expired_use",
-  "recording.created", "recording.deleted"];
+  "recording.created", "recording.deleted", "member.role_changed", "project.created"];
 
 async function auditView(params) {
   shell("settings");
@@ -655,6 +717,7 @@ async function route() {
   if (recording) return recordingView(recording[1]);
   if (path === "/settings/tokens" || path === "/settings") return tokensView();
   if (path === "/settings/audit") return auditView(params);
+  if (path === "/settings/workspace") return workspaceView();
   return recordingsView(params);
 }
 
