@@ -57,6 +57,57 @@ impl Projects<'_> {
         row.map(Project::from).ok_or(StoreError::NotFound)
     }
 
+    /// Deletes an empty project and revokes its keys, in one transaction. The default
+    /// project (id 1) stays; a project that still holds recordings is a conflict.
+    pub async fn delete(&self, workspace_id: i64, id: i64) -> Result<Vec<i64>> {
+        if id == 1 {
+            return Err(StoreError::Conflict(
+                "the default project cannot be deleted".into(),
+            ));
+        }
+        let mut tx = self.db.begin().await?;
+        let recordings: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM recordings WHERE project_id = $1")
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+        if recordings > 0 {
+            return Err(StoreError::Conflict(format!(
+                "the project still holds {recordings} recording(s); delete or move them first"
+            )));
+        }
+        let now = now_millis();
+        let keys: Vec<i64> = sqlx::query_scalar(
+            "UPDATE tokens SET revoked_at = $1 WHERE project_id = $2 AND revoked_at IS NULL RETURNING id",
+        )
+        .bind(now)
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        for key in &keys {
+            sqlx::query("INSERT INTO token_changes (token_id, changed_at) VALUES ($1, $2)")
+                .bind(key)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        // Keys keep their history (revoked, still listed) but no longer point at the project.
+        sqlx::query("UPDATE tokens SET project_id = NULL WHERE project_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let deleted = sqlx::query("DELETE FROM projects WHERE workspace_id = $1 AND id = $2")
+            .bind(workspace_id)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if deleted.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await?;
+        Ok(keys)
+    }
+
     pub async fn create(&self, workspace_id: i64, name: &str) -> Result<Project> {
         let row: ProjectRow = sqlx::query_as(
             "INSERT INTO projects (workspace_id, name, created_at) VALUES ($1, $2, $3)

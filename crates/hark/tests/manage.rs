@@ -293,3 +293,99 @@ async fn management_tokens_create_list_and_revoke_a_projects_keys() {
         .collect();
     assert_eq!(actions, ["token.revoked", "token.created"]);
 }
+
+#[tokio::test]
+async fn deleting_a_project_revokes_its_keys_and_keeps_recordings_safe() {
+    let server = TestServer::start().await;
+    let admin = server.user_with_token("root", "admin");
+    let mgt = server
+        .api_token(&admin, json!({"name": "ops", "kind": "management"}))
+        .await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let project = |name: &'static str| {
+        let (server, mgt) = (&server, &mgt);
+        async move {
+            let p: Value = server
+                .post_json("/api/manage/projects", mgt, json!({"name": name}))
+                .await
+                .json()
+                .await
+                .unwrap();
+            p["id"].as_i64().unwrap()
+        }
+    };
+    let temp = project("Temp").await;
+    let busy = project("Busy").await;
+    let key_for = |id: i64| {
+        let (server, mgt) = (&server, &mgt);
+        async move {
+            let created: Value = server
+                .post_json(
+                    &format!("/api/manage/projects/{id}/keys"),
+                    mgt,
+                    json!({"name": "k", "type": "batch"}),
+                )
+                .await
+                .json()
+                .await
+                .unwrap();
+            let key = created["token"].as_str().unwrap().to_owned();
+            server.saw_secret(&key);
+            key
+        }
+    };
+    let temp_key = key_for(temp).await;
+    let busy_key = key_for(busy).await;
+    let bytes = std::fs::read(shared_audio("support_02.wav")).unwrap();
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(bytes).file_name("support_02.wav"),
+    );
+    let res = server
+        .client
+        .post(server.url("/api/v3/speech-to-text"))
+        .bearer_auth(&busy_key)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+
+    let res = server
+        .delete(&format!("/api/manage/projects/{temp}"), &mgt)
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_auth_failed(server.get("/api/v3/sessions/1", &temp_key).await).await;
+    let (status, _) = error_code(
+        server
+            .delete(&format!("/api/manage/projects/{busy}"), &mgt)
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "it still holds a recording");
+    let (status, _) = error_code(server.delete("/api/manage/projects/1", &mgt).await).await;
+    assert_eq!(status, StatusCode::CONFLICT, "the default project stays");
+    let list: Value = server
+        .get("/api/manage/projects", &mgt)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = list["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Default project", "Busy"]);
+    let audit: Value = server
+        .get("/api/audit?action=project.deleted", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(audit["events"][0]["target"], format!("project:{temp}"));
+    assert_eq!(audit["events"][0]["details"], "Temp; 1 key(s) revoked");
+}

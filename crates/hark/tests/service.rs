@@ -142,6 +142,7 @@ async fn openapi_document_covers_every_route() {
         "GET /api/manage/projects",
         "POST /api/manage/projects",
         "GET /api/projects",
+        "DELETE /api/manage/projects/{id}",
         "GET /api/manage/projects/{id}/keys",
         "POST /api/manage/projects/{id}/keys",
         "DELETE /api/manage/projects/{id}/keys/{key_id}",

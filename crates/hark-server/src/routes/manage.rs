@@ -334,3 +334,38 @@ pub async fn revoke_key(
     state.auth.evict(key_id);
     Ok(Json(TokenView::of(&record, OffsetDateTime::now_utc())).into_response())
 }
+
+#[utoipa::path(delete, path = "/api/manage/projects/{id}", tag = "manage", params(("id" = i64, Path)),
+    responses((status = 204, description = "Deleted; its keys are revoked"), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "The default project, or one that still holds recordings", body = ErrorBody)))]
+pub async fn delete_project(
+    State(state): State<AppState>,
+    principal: Principal,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    principal.require_management()?;
+    let project = project_here(&state, &principal, id).await?;
+    let revoked = state
+        .store
+        .projects()
+        .delete(principal.workspace_id, id)
+        .await?;
+    for key in &revoked {
+        state.auth.evict(*key);
+    }
+    let details = format!("{}; {} key(s) revoked", project.name, revoked.len());
+    state
+        .store
+        .audit()
+        .record(
+            &actor(&principal, &headers, Some(peer)),
+            "project.deleted",
+            &format!("project:{id}"),
+            Some(&details),
+        )
+        .await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}

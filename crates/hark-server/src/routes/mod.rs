@@ -141,5 +141,6 @@ pub fn api() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(manage::projects_for_members))
         .routes(routes!(manage::list_keys, manage::create_key))
         .routes(routes!(manage::revoke_key))
+        .routes(routes!(manage::delete_project))
         .split_for_parts()
 }

@@ -526,7 +526,7 @@ async function workspaceView() {
 }
 
 const AUDIT_ACTIONS = ["token.created", "token.rotated", "token.revoked", "token.expired_use",
-  "recording.created", "recording.deleted", "member.role_changed", "project.created"];
+  "recording.created", "recording.deleted", "member.role_changed", "project.created", "project.deleted"];
 
 async function auditView(params) {
   shell("settings");
