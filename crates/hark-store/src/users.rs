@@ -96,20 +96,22 @@ impl Users<'_> {
     }
 
     pub async fn credentials(&self, username: &str) -> Result<Option<Credentials>> {
-        let row: Option<UserRow> =
-            sqlx::query_as(sql!("SELECT {COLUMNS} FROM users WHERE username = $1"))
-                .bind(username)
-                .fetch_optional(self.db)
-                .await?;
+        let row: Option<UserRow> = sqlx::query_as(sql!(
+            "SELECT {COLUMNS} FROM users WHERE username = $1 AND removed_at IS NULL"
+        ))
+        .bind(username)
+        .fetch_optional(self.db)
+        .await?;
         row.map(UserRow::into_credentials).transpose()
     }
 
     pub async fn by_id(&self, id: i64) -> Result<User> {
-        let row: Option<UserRow> =
-            sqlx::query_as(sql!("SELECT {COLUMNS} FROM users WHERE id = $1"))
-                .bind(id)
-                .fetch_optional(self.db)
-                .await?;
+        let row: Option<UserRow> = sqlx::query_as(sql!(
+            "SELECT {COLUMNS} FROM users WHERE id = $1 AND removed_at IS NULL"
+        ))
+        .bind(id)
+        .fetch_optional(self.db)
+        .await?;
         Ok(row.ok_or(StoreError::NotFound)?.into_credentials()?.user)
     }
 
@@ -147,7 +149,7 @@ impl Users<'_> {
     /// Everyone in a workspace, oldest first.
     pub async fn list(&self, workspace_id: i64) -> Result<Vec<User>> {
         let rows: Vec<UserRow> = sqlx::query_as(sql!(
-            "SELECT {COLUMNS} FROM users WHERE workspace_id = $1 ORDER BY id"
+            "SELECT {COLUMNS} FROM users WHERE workspace_id = $1 AND removed_at IS NULL ORDER BY id"
         ))
         .bind(workspace_id)
         .fetch_all(self.db)
@@ -155,6 +157,43 @@ impl Users<'_> {
         rows.into_iter()
             .map(|r| Ok(r.into_credentials()?.user))
             .collect()
+    }
+
+    /// Removes a member: revokes every token they hold (noting each in the change log so
+    /// every server drops it), ends their web sessions, and marks them removed — one
+    /// transaction. Returns the revoked token ids.
+    pub async fn remove(&self, user_id: i64) -> Result<Vec<i64>> {
+        let now = now_millis();
+        let mut tx = self.db.begin().await?;
+        let updated =
+            sqlx::query("UPDATE users SET removed_at = $1 WHERE id = $2 AND removed_at IS NULL")
+                .bind(now)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        let tokens: Vec<i64> = sqlx::query_scalar(
+            "UPDATE tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL RETURNING id",
+        )
+        .bind(now)
+        .bind(user_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO token_changes (token_id, changed_at) SELECT id, $1 FROM tokens WHERE user_id = $2",
+        )
+        .bind(now)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM web_sessions WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(tokens)
     }
 
     pub async fn count(&self) -> Result<i64> {

@@ -389,3 +389,86 @@ async fn deleting_a_project_revokes_its_keys_and_keeps_recordings_safe() {
     assert_eq!(audit["events"][0]["target"], format!("project:{temp}"));
     assert_eq!(audit["events"][0]["details"], "Temp; 1 key(s) revoked");
 }
+
+#[tokio::test]
+async fn removing_a_member_stops_their_tokens_and_sessions_at_once() {
+    let server = TestServer::start().await;
+    let admin = server.user_with_token("root", "admin");
+    let member = server.user_with_token("ada", "developer");
+    let key = server
+        .api_token(
+            &member,
+            json!({"name": "k", "kind": "project", "project_id": 1, "type": "batch"}),
+        )
+        .await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cookie = server.login("ada").await;
+    let mgt = server
+        .api_token(&admin, json!({"name": "ops", "kind": "management"}))
+        .await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let members: Value = server
+        .get("/api/manage/members", &mgt)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ada = members["members"][1]["id"].as_i64().unwrap();
+    let root = members["members"][0]["id"].as_i64().unwrap();
+
+    let res = server
+        .delete(&format!("/api/manage/members/{ada}"), &mgt)
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_auth_failed(server.get("/api/recordings", &member).await).await;
+    assert_auth_failed(server.get("/api/v3/sessions/1", &key).await).await;
+    let res = server
+        .client
+        .get(server.url("/api/recordings"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_auth_failed(res).await;
+    let res = server
+        .client
+        .post(server.url("/api/auth/login"))
+        .json(&json!({"username": "ada", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_auth_failed(res).await;
+    let members: Value = server
+        .get("/api/manage/members", &mgt)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(members["members"].as_array().unwrap().len(), 1);
+    let (status, _) = error_code(
+        server
+            .delete(&format!("/api/manage/members/{ada}"), &mgt)
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "already gone");
+    let (status, _) = error_code(
+        server
+            .delete(&format!("/api/manage/members/{root}"), &mgt)
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "the last admin stays");
+    let audit: Value = server
+        .get("/api/audit?action=member.removed", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(audit["events"][0]["target"], format!("user:{ada}"));
+    assert_eq!(audit["events"][0]["details"], "ada; 2 token(s) revoked");
+}

@@ -139,6 +139,7 @@ async fn openapi_document_covers_every_route() {
         "GET /api/audit",
         "GET /api/manage/members",
         "PATCH /api/manage/members/{id}",
+        "DELETE /api/manage/members/{id}",
         "GET /api/manage/projects",
         "POST /api/manage/projects",
         "GET /api/projects",

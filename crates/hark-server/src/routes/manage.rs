@@ -369,3 +369,54 @@ pub async fn delete_project(
         .await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
+
+#[utoipa::path(delete, path = "/api/manage/members/{id}", tag = "manage", params(("id" = i64, Path)),
+    responses((status = 204, description = "Removed: their tokens are revoked and their sessions ended"),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "The last admin cannot be removed", body = ErrorBody)))]
+pub async fn remove_member(
+    State(state): State<AppState>,
+    principal: Principal,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    principal.require_management()?;
+    let users = state.store.users();
+    let member = users.by_id(id).await.map_err(|e| match e {
+        StoreError::NotFound => ApiError::NotFound("member"),
+        other => other.into(),
+    })?;
+    if member.workspace_id != principal.workspace_id {
+        return Err(ApiError::NotFound("member"));
+    }
+    if member.role == Role::Admin {
+        let admins = users
+            .list(principal.workspace_id)
+            .await?
+            .iter()
+            .filter(|u| u.role == Role::Admin)
+            .count();
+        if admins <= 1 {
+            return Err(ApiError::Conflict(
+                "the last admin cannot be removed; make someone else admin first".into(),
+            ));
+        }
+    }
+    let revoked = users.remove(id).await?;
+    for token in &revoked {
+        state.auth.evict(*token);
+    }
+    let details = format!("{}; {} token(s) revoked", member.username, revoked.len());
+    state
+        .store
+        .audit()
+        .record(
+            &actor(&principal, &headers, Some(peer)),
+            "member.removed",
+            &format!("user:{id}"),
+            Some(&details),
+        )
+        .await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}

@@ -136,7 +136,7 @@ pub fn api() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(tags::detach_tag))
         .routes(routes!(audit::list_events))
         .routes(routes!(manage::list_members))
-        .routes(routes!(manage::change_role))
+        .routes(routes!(manage::change_role, manage::remove_member))
         .routes(routes!(manage::list_projects, manage::create_project))
         .routes(routes!(manage::projects_for_members))
         .routes(routes!(manage::list_keys, manage::create_key))

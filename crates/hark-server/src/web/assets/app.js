@@ -488,7 +488,7 @@ async function workspaceView() {
   const loadMembers = async () => {
     const data = await api("GET", "/api/manage/members");
     members.replaceChildren(h("table", { class: "table" },
-      h("thead", {}, h("tr", {}, ["Name", "Role", "Joined"].map((c) => h("th", { scope: "col" }, c)))),
+      h("thead", {}, h("tr", {}, ["Name", "Role", "Joined", ""].map((c) => h("th", { scope: "col" }, c)))),
       h("tbody", {}, data.members.map((m) => {
         const role = h("select", { "aria-label": `Role of ${m.username}` },
           ROLES.map((r) => h("option", { value: r, selected: r === m.role }, r)));
@@ -501,7 +501,16 @@ async function workspaceView() {
             role.value = m.role;
           }
         });
-        return h("tr", {}, h("td", {}, h("strong", {}, m.username)), h("td", {}, role), h("td", {}, when(m.created_at)));
+        const remove = h("button", { type: "button", class: "danger small", onclick: async () => {
+          if (!(await confirmDialog(`Remove ${m.username}?`, `${m.username} is signed out and every token they hold stops working now. Their recordings stay.`, "Remove"))) return;
+          try {
+            await api("DELETE", `/api/manage/members/${m.id}`);
+            toast(`${m.username} was removed.`);
+            loadMembers();
+          } catch (err) { toast(err.message); }
+        } }, "Remove");
+        return h("tr", {}, h("td", {}, h("strong", {}, m.username)), h("td", {}, role), h("td", {}, when(m.created_at)),
+          h("td", { class: "row-actions" }, m.id === me.id ? h("span", { class: "muted small" }, "you") : remove));
       }))));
   };
   const loadProjects = async () => {
@@ -526,7 +535,7 @@ async function workspaceView() {
 }
 
 const AUDIT_ACTIONS = ["token.created", "token.rotated", "token.revoked", "token.expired_use",
-  "recording.created", "recording.deleted", "member.role_changed", "project.created", "project.deleted"];
+  "recording.created", "recording.deleted", "member.role_changed", "member.removed", "project.created", "project.deleted"];
 
 async function auditView(params) {
   shell("settings");
