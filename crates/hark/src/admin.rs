@@ -55,6 +55,15 @@ async fn dispatch(store: &Store, command: AdminCommand) -> anyhow::Result<()> {
             };
             let hash = passwords::hash(password.clone()).await?;
             let user = store.users().create(&username, &hash, role).await?;
+            store
+                .audit()
+                .record(
+                    &cli_actor(),
+                    "member.added",
+                    &format!("user:{}", user.id),
+                    Some(&format!("{} as {}", user.username, user.role)),
+                )
+                .await?;
             eprintln!(
                 "created user {} (id {}, role {})",
                 user.username, user.id, user.role
@@ -78,7 +87,7 @@ async fn dispatch(store: &Store, command: AdminCommand) -> anyhow::Result<()> {
                     &cli_actor(),
                     "member.role_changed",
                     &format!("user:{}", user.id),
-                    Some(&format!("{} -> {}", user.role, role)),
+                    Some(&format!("{} → {}", user.role, role)),
                 )
                 .await?;
             eprintln!("{} is now {}", user.username, role);

@@ -132,6 +132,18 @@ async fn demoting_a_member_to_viewer_stops_their_tokens_and_is_audited() {
         .unwrap();
     assert_eq!(audit["events"][0]["target"], format!("user:{ada}"));
     assert_eq!(audit["events"][0]["details"], "member → viewer");
+    let added: Value = server
+        .get("/api/audit?action=member.added", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        added["pagination"]["total"], 2,
+        "root and ada, added with the CLI"
+    );
+    assert_eq!(added["events"][0]["details"], "ada as member");
+    assert_eq!(added["events"][0]["user_agent"], "hark-cli");
 
     let root = members["members"][0]["id"].as_i64().unwrap();
     let res = server

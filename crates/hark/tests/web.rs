@@ -172,6 +172,18 @@ async fn first_run_setup_is_offered_only_while_nobody_exists() {
     let cookie = res.headers()["set-cookie"].to_str().unwrap().to_owned();
     server.saw_secret(cookie.split(';').next().unwrap().split_once('=').unwrap().1);
     let who: Value = res.json().await.unwrap();
+    let pair = cookie.split(';').next().unwrap().to_owned();
+    let audit: Value = server
+        .client
+        .get(server.url("/api/audit?action=member.added"))
+        .header("cookie", pair)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(audit["events"][0]["details"], "root as admin (first run)");
     assert_eq!(
         (who["username"].as_str(), who["role"].as_str()),
         (Some("root"), Some("admin"))

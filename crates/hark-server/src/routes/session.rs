@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use std::net::SocketAddr;
 
 use axum::extract::ConnectInfo;
+use hark_store::audit::Actor;
 use hark_store::users::User;
 
 use crate::auth::{Principal, passwords, sessions};
@@ -156,5 +157,22 @@ pub async fn setup(
         ));
     };
     tracing::info!(user_id = user.id, "first admin created from the web");
+    let actor = Actor {
+        workspace_id: user.workspace_id,
+        user_id: Some(user.id),
+        token_id: None,
+        ip: Some(peer.ip().to_string()),
+        user_agent: None,
+    };
+    state
+        .store
+        .audit()
+        .record(
+            &actor,
+            "member.added",
+            &format!("user:{}", user.id),
+            Some(&format!("{} as admin (first run)", user.username)),
+        )
+        .await?;
     signed_in(&state, user).await
 }

@@ -535,7 +535,7 @@ async function workspaceView() {
 }
 
 const AUDIT_ACTIONS = ["token.created", "token.rotated", "token.revoked", "token.expired_use",
-  "recording.created", "recording.deleted", "member.role_changed", "member.removed", "project.created", "project.deleted"];
+  "recording.created", "recording.deleted", "member.added", "member.role_changed", "member.removed", "project.created", "project.deleted"];
 
 async function auditView(params) {
   shell("settings");
