@@ -125,6 +125,7 @@ async function tokens() {
   await page.getByLabel("New project name").fill("Call center");
   await page.getByRole("button", { name: "Add project" }).click();
   await page.getByRole("cell", { name: "Call center" }).waitFor();
+  await page.locator("tr", { hasText: "ingest key" }).getByText("Default project").waitFor();
   await shot("members-projects");
 
   // Admins see it in the audit log, newest first, without the token.

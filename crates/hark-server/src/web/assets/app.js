@@ -469,6 +469,7 @@ async function workspaceView() {
   shell("settings");
   const members = h("div", { class: "list" }, h("p", { class: "muted" }, "Loading…"));
   const projects = h("div", { class: "list" }, h("p", { class: "muted" }, "Loading…"));
+  const projectKeys = h("div", { class: "list" });
   const projectName = h("input", { name: "project", maxlength: "100", placeholder: "e.g. Call center", required: true });
   const projectError = errorLine();
   const addProject = h("form", { class: "inline" },
@@ -483,7 +484,10 @@ async function workspaceView() {
     members,
     h("div", { class: "section-head" }, h("div", {}, h("h2", {}, "Projects"),
       h("p", { class: "muted" }, "Every recording belongs to a project; project API keys reach only theirs."))),
-    addProject, projectError, projects);
+    addProject, projectError, projects,
+    h("div", { class: "section-head" }, h("div", {}, h("h2", {}, "Project API keys"),
+      h("p", { class: "muted" }, "Every project's keys, whoever made them."))),
+    projectKeys);
 
   const loadMembers = async () => {
     const data = await api("GET", "/api/manage/members");
@@ -515,6 +519,25 @@ async function workspaceView() {
   };
   const loadProjects = async () => {
     const data = await api("GET", "/api/manage/projects");
+    const keyLists = await Promise.all(data.projects.map((p) => api("GET", `/api/manage/projects/${p.id}/keys`)));
+    const keys = data.projects.flatMap((p, i) => keyLists[i].tokens.map((k) => ({ ...k, projectName: p.name, projectId: p.id })));
+    projectKeys.replaceChildren(keys.length ? h("table", { class: "table" },
+      h("thead", {}, h("tr", {}, ["Key", "Project", "Type", "Status", "Last used", "Expires", ""].map((c) => h("th", { scope: "col" }, c)))),
+      h("tbody", {}, keys.map((k) => h("tr", {},
+        h("td", {}, h("strong", {}, k.name), h("br"), h("code", { class: "small" }, k.hint)),
+        h("td", {}, k.projectName),
+        h("td", {}, k.scopes.join(", ")),
+        h("td", {}, h("span", { class: `badge badge-${k.status}` }, k.status)),
+        h("td", {}, when(k.last_used_at)),
+        h("td", {}, when(k.expires_at)),
+        h("td", { class: "row-actions" }, k.status === "revoked" ? null : h("button", { type: "button", class: "danger small", onclick: async () => {
+          if (!(await confirmDialog("Revoke key?", `“${k.name}” (${k.projectName}) stops working immediately.`, "Revoke"))) return;
+          try {
+            await api("DELETE", `/api/manage/projects/${k.projectId}/keys/${k.id}`);
+            toast("Key revoked.");
+            loadProjects();
+          } catch (err) { toast(err.message); }
+        } }, "Revoke")))))) : h("p", { class: "muted" }, "No project keys yet. Create one in API Tokens → Create token → Project API key."));
     projects.replaceChildren(h("table", { class: "table" },
       h("thead", {}, h("tr", {}, ["Project", "Id", "Created"].map((c) => h("th", { scope: "col" }, c)))),
       h("tbody", {}, data.projects.map((p) => h("tr", {}, h("td", {}, h("strong", {}, p.name)), h("td", {}, `#${p.id}`),
