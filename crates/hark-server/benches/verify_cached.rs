@@ -38,6 +38,9 @@ fn bench(c: &mut Criterion) {
                 scopes: None,
                 grantable: hark_core::scopes::Scopes::all(),
                 limits: Default::default(),
+                requests_per_minute: None,
+                default_requests_per_minute: 0,
+                requester_is_admin: true,
             },
             &Actor::default(),
         )

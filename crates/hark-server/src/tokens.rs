@@ -46,6 +46,11 @@ pub struct IssueRequest<'a> {
     /// What the requester may hand out; a token cannot mint a more powerful one.
     pub grantable: Scopes,
     pub limits: TokenLimits,
+    /// The token's own request budget (`None`: the server's default).
+    pub requests_per_minute: Option<u32>,
+    /// The server's default budget: only admins may give a token more than this.
+    pub default_requests_per_minute: u32,
+    pub requester_is_admin: bool,
 }
 
 /// Validates, generates, stores (hash only) and audits. The secret is returned to be
@@ -106,6 +111,21 @@ pub async fn issue(
             "a token cannot create a token with scopes it does not have",
         ));
     }
+    if let Some(rate) = request.requests_per_minute {
+        if !(1..=1_000_000).contains(&rate) {
+            return Err(ApiError::bad_request(
+                "requests_per_minute must be between 1 and 1000000",
+            ));
+        }
+        let above_default =
+            request.default_requests_per_minute != 0 && rate > request.default_requests_per_minute;
+        if above_default && !request.requester_is_admin {
+            return Err(ApiError::forbidden(format!(
+                "only admins can allow more than the default {} requests a minute",
+                request.default_requests_per_minute
+            )));
+        }
+    }
     // Counted before the insert: two racing requests may both pass the last free place,
     // overshooting by one at worst.
     let (of_user, of_workspace) = store
@@ -137,6 +157,7 @@ pub async fn issue(
             hint: generated.hint.clone(),
             hash: generated.hash,
             expires_at,
+            requests_per_minute: request.requests_per_minute,
         })
         .await?;
     store

@@ -21,6 +21,8 @@ pub struct NewToken {
     pub hint: String,
     pub hash: TokenHash,
     pub expires_at: Option<OffsetDateTime>,
+    /// Its own request budget; `None`: the server's default.
+    pub requests_per_minute: Option<u32>,
 }
 
 /// A token as listings show it.
@@ -41,6 +43,8 @@ pub struct TokenRecord {
     pub last_used_ip: Option<String>,
     pub revoked_at: Option<OffsetDateTime>,
     pub revoked_by: Option<i64>,
+    /// Its own request budget; `None`: the server's default.
+    pub requests_per_minute: Option<u32>,
 }
 
 impl TokenRecord {
@@ -84,6 +88,7 @@ struct TokenRow {
     last_used_ip: Option<String>,
     revoked_at: Option<i64>,
     revoked_by: Option<i64>,
+    requests_per_minute: Option<i64>,
 }
 
 impl TryFrom<TokenRow> for TokenRecord {
@@ -106,6 +111,11 @@ impl TryFrom<TokenRow> for TokenRecord {
             last_used_ip: r.last_used_ip,
             revoked_at: r.revoked_at.map(from_millis),
             revoked_by: r.revoked_by,
+            requests_per_minute: r
+                .requests_per_minute
+                .map(u32::try_from)
+                .transpose()
+                .map_err(StoreError::corrupt)?,
         })
     }
 }
@@ -126,7 +136,7 @@ fn parse_kind(s: &str) -> Result<TokenKind> {
 const TOKEN_COLUMNS: &str =
     "t.id, t.kind, t.name, t.scopes, t.user_id, u.username AS owner_username,
         t.workspace_id, t.project_id, t.hint, t.created_at, t.expires_at, t.last_used_at,
-        t.last_used_ip, t.revoked_at, t.revoked_by";
+        t.last_used_ip, t.revoked_at, t.revoked_by, t.requests_per_minute";
 
 pub struct Tokens<'a> {
     pub(crate) db: &'a Db,
@@ -136,8 +146,8 @@ impl Tokens<'_> {
     pub async fn create(&self, new: &NewToken) -> Result<TokenRecord> {
         let mut tx = self.db.begin().await?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO tokens (kind, name, scopes, user_id, workspace_id, project_id, hint, created_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+            "INSERT INTO tokens (kind, name, scopes, user_id, workspace_id, project_id, hint, created_at, expires_at, requests_per_minute)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
         )
         .bind(new.kind.as_str())
         .bind(&new.name)
@@ -148,6 +158,7 @@ impl Tokens<'_> {
         .bind(&new.hint)
         .bind(now_millis())
         .bind(new.expires_at.map(to_millis))
+        .bind(new.requests_per_minute.map(i64::from))
         .fetch_one(&mut *tx)
         .await?;
         sqlx::query("INSERT INTO token_secrets (hash, token_id) VALUES ($1, $2)")
@@ -390,6 +401,7 @@ mod tests {
                 hint: generated.hint.clone(),
                 hash: generated.hash,
                 expires_at: None,
+                requests_per_minute: None,
             })
             .await
             .unwrap();

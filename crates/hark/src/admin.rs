@@ -118,6 +118,9 @@ async fn dispatch(store: &Store, command: AdminCommand) -> anyhow::Result<()> {
                     scopes: scopes.as_deref(),
                     grantable: Scopes::all(),
                     limits: TokenLimits::default(),
+                    requests_per_minute: None,
+                    default_requests_per_minute: 0,
+                    requester_is_admin: true,
                 },
                 &cli_actor(),
             )

@@ -199,3 +199,66 @@ async fn active_tokens_are_capped_per_user_and_per_workspace() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn a_token_can_carry_its_own_budget_and_only_admins_raise_it() {
+    let server = TestServer::start_with(&["--token-rate-per-minute", "100"]).await;
+    let admin = server.user_with_token("root", "admin");
+    let member = server.user_with_token("ada", "member");
+    let slow = server
+        .api_token(
+            &member,
+            serde_json::json!({"name": "slow", "requests_per_minute": 3}),
+        )
+        .await;
+    assert_eq!(slow["requests_per_minute"], 3);
+    let slow = slow["token"].as_str().unwrap().to_owned();
+    for n in 1..=3u64 {
+        let res = server.get("/api/tokens/self", &slow).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(header(&res, "ratelimit-limit"), Some(3));
+        assert_eq!(header(&res, "ratelimit-remaining"), Some(3 - n));
+    }
+    let res = server.get("/api/tokens/self", &slow).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(&res, "ratelimit-limit"), Some(3));
+    let res = server.get("/api/tokens/self", &member).await;
+    assert_eq!(
+        header(&res, "ratelimit-limit"),
+        Some(100),
+        "the default for the rest"
+    );
+
+    let res = server
+        .post_json(
+            "/api/tokens",
+            &member,
+            serde_json::json!({"name": "greedy", "requests_per_minute": 1000}),
+        )
+        .await;
+    let (status, _) = error_code(res).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "members cannot exceed the default"
+    );
+    let fast = server
+        .api_token(
+            &admin,
+            serde_json::json!({"name": "fast", "requests_per_minute": 1000}),
+        )
+        .await;
+    let res = server
+        .get("/api/tokens/self", fast["token"].as_str().unwrap())
+        .await;
+    assert_eq!(header(&res, "ratelimit-limit"), Some(1000));
+    let res = server
+        .post_json(
+            "/api/tokens",
+            &admin,
+            serde_json::json!({"name": "zero", "requests_per_minute": 0}),
+        )
+        .await;
+    let (status, _) = error_code(res).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}

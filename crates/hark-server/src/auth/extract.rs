@@ -74,11 +74,13 @@ impl FromRequestParts<AppState> for Principal {
                     return Err(err);
                 }
             };
-            if let Some(id) = principal.token_id() {
+            if let Credential::Token(record) = &principal.credential {
                 if let Some(slot) = parts.extensions.get::<AccessLogSlot>() {
-                    let _ = slot.0.set(id);
+                    let _ = slot.0.set(record.id);
                 }
-                let allowance = state.limits.check_token(id)?;
+                let allowance = state
+                    .limits
+                    .check_token(record.id, record.requests_per_minute)?;
                 if let (Some(slot), Some(allowance)) =
                     (parts.extensions.get::<AllowanceSlot>(), allowance)
                 {

@@ -15,8 +15,10 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 use dashmap::DashMap;
+use governor::NotUntil;
+use governor::clock::QuantaInstant;
 use governor::clock::{Clock, DefaultClock};
-use governor::middleware::StateInformationMiddleware;
+use governor::middleware::{StateInformationMiddleware, StateSnapshot};
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
@@ -34,8 +36,18 @@ pub struct Allowance {
     pub reset_secs: u64,
 }
 
+type OwnLimiter = RateLimiter<
+    governor::state::NotKeyed,
+    governor::state::InMemoryState,
+    DefaultClock,
+    StateInformationMiddleware,
+>;
+
 pub struct RequestLimits {
     per_token: Option<(TokenLimiter, u32)>,
+    /// Tokens with a budget of their own, each with its own limiter (rebuilt when the
+    /// budget changes).
+    own: DashMap<i64, (u32, Arc<OwnLimiter>)>,
     failures: Option<DefaultKeyedRateLimiter<IpAddr>>,
     locked_out: DashMap<IpAddr, Instant>,
 }
@@ -54,6 +66,7 @@ impl RequestLimits {
                     token_requests_per_minute,
                 )
             }),
+            own: DashMap::new(),
             failures: per_minute(failed_auths_per_minute).map(RateLimiter::keyed),
             locked_out: DashMap::new(),
         }
@@ -98,30 +111,60 @@ impl RequestLimits {
         self.locked_out.iter().filter(|e| *e.value() > now).count()
     }
 
-    /// Counts one request by `token_id`.
-    pub fn check_token(&self, token_id: i64) -> Result<Option<Allowance>, ApiError> {
+    /// Counts one request by `token_id`, against its own budget when it has one.
+    pub fn check_token(
+        &self,
+        token_id: i64,
+        own_budget: Option<u32>,
+    ) -> Result<Option<Allowance>, ApiError> {
+        if let Some(budget) = own_budget.filter(|b| *b > 0) {
+            let limiter = {
+                let mut entry = self
+                    .own
+                    .entry(token_id)
+                    .or_insert_with(|| (budget, Arc::new(own_limiter(budget))));
+                if entry.0 != budget {
+                    *entry = (budget, Arc::new(own_limiter(budget)));
+                }
+                entry.1.clone()
+            };
+            return allowance(limiter.check(), budget);
+        }
         let Some((limiter, limit)) = &self.per_token else {
             return Ok(None);
         };
-        match limiter.check_key(&token_id) {
-            Ok(state) => {
-                let remaining = state.remaining_burst_capacity();
-                let period = state.quota().replenish_interval();
-                let missing = limit.saturating_sub(remaining);
-                Ok(Some(Allowance {
-                    limit: *limit,
-                    remaining,
-                    reset_secs: (period * missing).as_secs(),
-                }))
-            }
-            Err(not_until) => Err(ApiError::TooManyRequests {
-                retry_after_secs: not_until
-                    .wait_time_from(DefaultClock::default().now())
-                    .as_secs()
-                    .max(1),
-                limit: Some(*limit),
-            }),
+        allowance(limiter.check_key(&token_id), *limit)
+    }
+}
+
+fn own_limiter(budget: u32) -> OwnLimiter {
+    let quota = per_minute(budget).unwrap_or_else(|| Quota::per_minute(NonZeroU32::MIN));
+    RateLimiter::direct(quota).with_middleware::<StateInformationMiddleware>()
+}
+
+/// The allowance left after a check, or the 429 that says when to come back.
+fn allowance(
+    outcome: Result<StateSnapshot, NotUntil<QuantaInstant>>,
+    limit: u32,
+) -> Result<Option<Allowance>, ApiError> {
+    match outcome {
+        Ok(state) => {
+            let remaining = state.remaining_burst_capacity();
+            let period = state.quota().replenish_interval();
+            let missing = limit.saturating_sub(remaining);
+            Ok(Some(Allowance {
+                limit,
+                remaining,
+                reset_secs: (period * missing).as_secs(),
+            }))
         }
+        Err(not_until) => Err(ApiError::TooManyRequests {
+            retry_after_secs: not_until
+                .wait_time_from(DefaultClock::default().now())
+                .as_secs()
+                .max(1),
+            limit: Some(limit),
+        }),
     }
 }
 
@@ -158,13 +201,16 @@ mod tests {
     #[test]
     fn a_token_gets_its_quota_then_429() {
         let limits = RequestLimits::new(3, 0);
-        let first = limits.check_token(7).expect("ok").expect("limited");
+        let first = limits.check_token(7, None).expect("ok").expect("limited");
         assert_eq!((first.limit, first.remaining), (3, 2));
-        limits.check_token(7).expect("second");
-        let third = limits.check_token(7).expect("third").expect("limited");
+        limits.check_token(7, None).expect("second");
+        let third = limits
+            .check_token(7, None)
+            .expect("third")
+            .expect("limited");
         assert_eq!(third.remaining, 0);
         assert!(third.reset_secs > 0 && third.reset_secs <= 60);
-        match limits.check_token(7) {
+        match limits.check_token(7, None) {
             Err(ApiError::TooManyRequests {
                 retry_after_secs,
                 limit,
@@ -174,7 +220,10 @@ mod tests {
             }
             other => panic!("expected 429, got {other:?}"),
         }
-        assert!(limits.check_token(8).is_ok(), "other tokens keep theirs");
+        assert!(
+            limits.check_token(8, None).is_ok(),
+            "other tokens keep theirs"
+        );
     }
 
     #[test]
@@ -192,6 +241,10 @@ mod tests {
             Err(ApiError::TooManyRequests { limit: None, .. })
         ));
         assert!(limits.check_address(Some(other)).is_ok());
-        assert_eq!(limits.check_token(1).expect("off"), None, "0 turns it off");
+        assert_eq!(
+            limits.check_token(1, None).expect("off"),
+            None,
+            "0 turns it off"
+        );
     }
 }

@@ -147,6 +147,7 @@ mod tests {
             last_used_ip: None,
             revoked_at: None,
             revoked_by: None,
+            requests_per_minute: None,
         };
         Principal {
             user_id: 1,

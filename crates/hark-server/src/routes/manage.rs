@@ -222,6 +222,8 @@ pub struct CreateKey {
     pub key_type: String,
     /// As for personal tokens: `1y`, `2y`, `5y`, `never`, `30d`, `90d`, a date. Default `90d`.
     pub expires: Option<String>,
+    /// The key's own budget, requests a minute. Default: the server's.
+    pub requests_per_minute: Option<u32>,
 }
 
 /// The project, if it is in the caller's workspace.
@@ -288,6 +290,9 @@ pub async fn create_key(
             // Management is the authority over keys; the key's type is its only power.
             grantable: Scopes::all(),
             limits: state.config.token_limits,
+            requests_per_minute: body.requests_per_minute,
+            default_requests_per_minute: state.config.token_requests_per_minute,
+            requester_is_admin: true,
         },
         &actor(&principal, &headers, Some(peer)),
     )

@@ -51,6 +51,8 @@ pub struct TokenView<'a> {
     pub expires_soon: bool,
     #[serde(with = "time::serde::rfc3339::option")]
     pub revoked_at: Option<OffsetDateTime>,
+    /// Its own budget (requests a minute); null: the server's default.
+    pub requests_per_minute: Option<u32>,
 }
 
 impl<'a> TokenView<'a> {
@@ -72,6 +74,7 @@ impl<'a> TokenView<'a> {
             expires_soon: status == TokenStatus::Active
                 && record.expires_at.is_some_and(|t| t - now <= EXPIRY_WARNING),
             revoked_at: record.revoked_at,
+            requests_per_minute: record.requests_per_minute,
         }
     }
 }
@@ -115,6 +118,9 @@ pub struct CreateToken {
     /// Project keys: `batch` (upload, sessions, documents) or `realtime` (streaming).
     #[serde(rename = "type")]
     pub key_type: Option<String>,
+    /// This token's own budget, requests a minute (1 to 1,000,000). Default: the server's
+    /// (`--token-rate-per-minute`). Only admins may set more than that.
+    pub requests_per_minute: Option<u32>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -200,6 +206,9 @@ pub async fn create_token(
             scopes: scopes.as_deref(),
             grantable: principal.grantable_scopes(),
             limits: state.config.token_limits,
+            requests_per_minute: body.requests_per_minute,
+            default_requests_per_minute: state.config.token_requests_per_minute,
+            requester_is_admin: principal.role == Role::Admin,
         },
         &actor(&principal, &headers, Some(peer)),
     )

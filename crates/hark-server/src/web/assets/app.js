@@ -660,6 +660,7 @@ function createTokenDialog(reload) {
       }).catch((err) => showError(error, err));
     }
   });
+  const rate = h("input", { type: "number", name: "rate", min: "1", max: "1000000", inputmode: "numeric", placeholder: "default" });
   const error = errorLine();
   const form = h("form", {},
     field("Name", name, "What will use it? You’ll see this name in the list."),
@@ -667,6 +668,7 @@ function createTokenDialog(reload) {
     keyFields,
     scopes,
     h("div", { class: "field" }, h("label", { for: "expires" }, "Expiration"), expiry, date),
+    field("Requests a minute", rate, "Leave empty for the server’s default. Only admins can go above it."),
     error,
     h("div", { class: "actions" },
       h("button", { type: "button", class: "secondary", onclick: () => d.close() }, "Cancel"),
@@ -681,6 +683,7 @@ function createTokenDialog(reload) {
     if (personal && !chosen.length) return showError(error, new Error("Choose at least one scope."));
     const expires = expiry.value === "custom" ? date.value : expiry.value;
     const request = { name: name.value.trim(), expires, kind: kind.value };
+    if (rate.value) request.requests_per_minute = Number(rate.value);
     if (personal) request.scopes = chosen;
     if (kind.value === "project") {
       request.project_id = Number(project.value);
