@@ -164,7 +164,11 @@ pub async fn issue(
         .audit()
         .record(
             actor,
-            "token.created",
+            if record.kind == TokenKind::Project {
+                "key.created"
+            } else {
+                "token.created"
+            },
             &format!("token:{}", record.id),
             Some(&record.name),
         )
@@ -187,7 +191,11 @@ pub async fn revoke(store: &Store, id: i64, actor: &Actor) -> Result<TokenRecord
         .audit()
         .record(
             actor,
-            "token.revoked",
+            if record.kind == TokenKind::Project {
+                "key.revoked"
+            } else {
+                "token.revoked"
+            },
             &format!("token:{id}"),
             Some(&record.name),
         )

@@ -303,7 +303,7 @@ async fn management_tokens_create_list_and_revoke_a_projects_keys() {
         .iter()
         .map(|e| e["action"].as_str().unwrap())
         .collect();
-    assert_eq!(actions, ["token.revoked", "token.created"]);
+    assert_eq!(actions, ["key.revoked", "key.created"]);
 }
 
 #[tokio::test]

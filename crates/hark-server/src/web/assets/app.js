@@ -558,6 +558,7 @@ async function workspaceView() {
 }
 
 const AUDIT_ACTIONS = ["token.created", "token.rotated", "token.revoked", "token.expired_use",
+  "key.created", "key.revoked",
   "recording.created", "recording.deleted", "member.added", "member.role_changed", "member.removed", "project.created", "project.deleted"];
 
 async function auditView(params) {
@@ -574,7 +575,7 @@ async function auditView(params) {
     settingsTabs("audit"),
     h("div", { class: "section-head" },
       h("div", {}, h("h2", {}, "Audit log"),
-        h("p", { class: "muted" }, "Every token created, rotated, revoked or used after expiry, and every recording added or deleted. Append-only; never holds a token.")),
+        h("p", { class: "muted" }, "Tokens and keys created, rotated, revoked or used after expiry; members added, re-roled or removed; projects and recordings added or deleted. Append-only; never holds a token.")),
       h("div", { class: "filters" }, field("Action", select))),
     list, pager);
   const query = new URLSearchParams({ page: String(page), per_page: "25" });
