@@ -91,12 +91,7 @@ async fn demoting_a_member_to_viewer_stops_their_tokens_and_is_audited() {
     let server = TestServer::start().await;
     let admin = server.user_with_token("root", "admin");
     let member = server.user_with_token("ada", "member");
-    let mgt = server
-        .api_token(&admin, json!({"name": "ops", "kind": "management"}))
-        .await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let mgt = server.management_token(&admin).await;
     assert_eq!(
         status(server.get("/api/recordings", &member).await).await,
         StatusCode::OK
@@ -170,12 +165,7 @@ async fn demoting_a_member_to_viewer_stops_their_tokens_and_is_audited() {
 async fn projects_are_listed_created_and_audited() {
     let server = TestServer::start().await;
     let admin = server.user_with_token("root", "admin");
-    let mgt = server
-        .api_token(&admin, json!({"name": "ops", "kind": "management"}))
-        .await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let mgt = server.management_token(&admin).await;
     let res = server
         .post_json("/api/manage/projects", &mgt, json!({"name": "Call center"}))
         .await;
@@ -218,12 +208,7 @@ async fn projects_are_listed_created_and_audited() {
 async fn management_tokens_create_list_and_revoke_a_projects_keys() {
     let server = TestServer::start().await;
     let admin = server.user_with_token("root", "admin");
-    let mgt = server
-        .api_token(&admin, json!({"name": "ops", "kind": "management"}))
-        .await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let mgt = server.management_token(&admin).await;
     let other: Value = server
         .post_json("/api/manage/projects", &mgt, json!({"name": "Other"}))
         .await
@@ -310,12 +295,7 @@ async fn management_tokens_create_list_and_revoke_a_projects_keys() {
 async fn deleting_a_project_revokes_its_keys_and_keeps_recordings_safe() {
     let server = TestServer::start().await;
     let admin = server.user_with_token("root", "admin");
-    let mgt = server
-        .api_token(&admin, json!({"name": "ops", "kind": "management"}))
-        .await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let mgt = server.management_token(&admin).await;
     let project = |name: &'static str| {
         let (server, mgt) = (&server, &mgt);
         async move {
@@ -417,12 +397,7 @@ async fn removing_a_member_stops_their_tokens_and_sessions_at_once() {
         .unwrap()
         .to_owned();
     let cookie = server.login("ada").await;
-    let mgt = server
-        .api_token(&admin, json!({"name": "ops", "kind": "management"}))
-        .await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let mgt = server.management_token(&admin).await;
     let members: Value = server
         .get("/api/manage/members", &mgt)
         .await

@@ -291,12 +291,7 @@ async fn every_caller_gets_exactly_the_status_the_table_says() {
     let developer = server.user_with_token("dev", "developer");
     let viewer = server.user_with_token("vic", "member");
     server.admin_ok(&["set-role", "--username", "vic", "--role", "viewer"], None);
-    let mgt = server
-        .api_token(&admin, json!({"name": "ops", "kind": "management"}))
-        .await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let mgt = server.management_token(&admin).await;
     let other_project = server
         .post_json("/api/manage/projects", &mgt, json!({"name": "Other"}))
         .await

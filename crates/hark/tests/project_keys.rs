@@ -93,12 +93,7 @@ async fn admins_and_developers_make_project_keys_members_cannot() {
 async fn a_batch_key_reaches_only_its_projects_batch_api() {
     let server = TestServer::start().await;
     let admin = server.user_with_token("root", "admin");
-    let mgt = server
-        .api_token(&admin, json!({"name": "ops", "kind": "management"}))
-        .await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let mgt = server.management_token(&admin).await;
     let other: Value = server
         .post_json("/api/manage/projects", &mgt, json!({"name": "Other"}))
         .await

@@ -86,6 +86,44 @@ pub struct CreateProject {
     pub name: String,
 }
 
+/// A member of the caller's workspace (others' are as good as missing).
+async fn member_here(state: &AppState, principal: &Principal, id: i64) -> Result<User, ApiError> {
+    let member = state.store.users().by_id(id).await.map_err(|e| match e {
+        StoreError::NotFound => ApiError::NotFound("member"),
+        other => other.into(),
+    })?;
+    if member.workspace_id != principal.workspace_id {
+        return Err(ApiError::NotFound("member"));
+    }
+    Ok(member)
+}
+
+/// Refuses to let the workspace's last admin `what` (step down, be removed).
+async fn keep_an_admin(
+    state: &AppState,
+    principal: &Principal,
+    member: &User,
+    what: &str,
+) -> Result<(), ApiError> {
+    if member.role != Role::Admin {
+        return Ok(());
+    }
+    let admins = state
+        .store
+        .users()
+        .list(principal.workspace_id)
+        .await?
+        .iter()
+        .filter(|u| u.role == Role::Admin)
+        .count();
+    if admins <= 1 {
+        return Err(ApiError::Conflict(format!(
+            "the last admin cannot {what}; make someone else admin first"
+        )));
+    }
+    Ok(())
+}
+
 #[utoipa::path(get, path = "/api/manage/members", tag = "manage",
     responses((status = 200, body = MemberList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn list_members(
@@ -115,25 +153,9 @@ pub async fn change_role(
     principal.require_management()?;
     let role: Role = body.role.parse()?;
     let users = state.store.users();
-    let member = users.by_id(id).await.map_err(|e| match e {
-        StoreError::NotFound => ApiError::NotFound("member"),
-        other => other.into(),
-    })?;
-    if member.workspace_id != principal.workspace_id {
-        return Err(ApiError::NotFound("member"));
-    }
-    if member.role == Role::Admin && role != Role::Admin {
-        let admins = users
-            .list(principal.workspace_id)
-            .await?
-            .iter()
-            .filter(|u| u.role == Role::Admin)
-            .count();
-        if admins <= 1 {
-            return Err(ApiError::Conflict(
-                "the last admin cannot step down; make someone else admin first".into(),
-            ));
-        }
+    let member = member_here(&state, &principal, id).await?;
+    if role != Role::Admin {
+        keep_an_admin(&state, &principal, &member, "step down").await?;
     }
     users.set_role(id, role).await?;
     // This server drops its cached verifications now; others follow the change log.
@@ -387,28 +409,9 @@ pub async fn remove_member(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<axum::http::StatusCode, ApiError> {
     principal.require_management()?;
-    let users = state.store.users();
-    let member = users.by_id(id).await.map_err(|e| match e {
-        StoreError::NotFound => ApiError::NotFound("member"),
-        other => other.into(),
-    })?;
-    if member.workspace_id != principal.workspace_id {
-        return Err(ApiError::NotFound("member"));
-    }
-    if member.role == Role::Admin {
-        let admins = users
-            .list(principal.workspace_id)
-            .await?
-            .iter()
-            .filter(|u| u.role == Role::Admin)
-            .count();
-        if admins <= 1 {
-            return Err(ApiError::Conflict(
-                "the last admin cannot be removed; make someone else admin first".into(),
-            ));
-        }
-    }
-    let revoked = users.remove(id).await?;
+    let member = member_here(&state, &principal, id).await?;
+    keep_an_admin(&state, &principal, &member, "be removed").await?;
+    let revoked = state.store.users().remove(id).await?;
     for token in &revoked {
         state.auth.evict(*token);
     }

@@ -220,6 +220,15 @@ impl TestServer {
         created
     }
 
+    /// A management token made over HTTP by an admin (whose token is `admin`).
+    pub async fn management_token(&self, admin: &str) -> String {
+        self.api_token(admin, json!({"name": "ops", "kind": "management"}))
+            .await["token"]
+            .as_str()
+            .expect("token")
+            .to_owned()
+    }
+
     pub async fn upload(&self, token: &str, file: &Path, title: Option<&str>) -> Response {
         let bytes = std::fs::read(file).expect("audio file");
         let name = file.file_name().unwrap().to_string_lossy().into_owned();
