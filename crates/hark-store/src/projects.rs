@@ -65,7 +65,10 @@ impl Projects<'_> {
                 "the default project cannot be deleted".into(),
             ));
         }
-        let mut tx = self.db.begin().await?;
+        // Take the write lock up front: a deferred transaction that reads first cannot wait
+        // its turn when it then writes (SQLite answers "busy" at once if another writer
+        // committed in between, e.g. a transcription worker).
+        let mut tx = self.db.begin_with("BEGIN IMMEDIATE").await?;
         let recordings: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM recordings WHERE project_id = $1")
                 .bind(id)

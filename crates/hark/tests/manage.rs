@@ -348,7 +348,13 @@ async fn deleting_a_project_revokes_its_keys_and_keeps_recordings_safe() {
     let res = server
         .delete(&format!("/api/manage/projects/{temp}"), &mgt)
         .await;
-    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let status = res.status();
+    assert_eq!(
+        status,
+        StatusCode::NO_CONTENT,
+        "{}",
+        res.text().await.unwrap()
+    );
     assert_auth_failed(server.get("/api/v3/sessions/1", &temp_key).await).await;
     let (status, _) = error_code(
         server
