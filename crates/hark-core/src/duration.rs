@@ -24,13 +24,18 @@ pub fn parse_grace(input: &str) -> Result<Duration, DomainError> {
     if n < 0 {
         return Err(err());
     }
-    let grace = match unit {
-        "s" => Duration::seconds(n),
-        "m" => Duration::minutes(n),
-        "h" => Duration::hours(n),
-        "d" => Duration::days(n),
+    let unit_seconds: i64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
         _ => return Err(err()),
     };
+    // Checked: `Duration::days` panics past its range, and the number is the client's.
+    let grace = n
+        .checked_mul(unit_seconds)
+        .map(Duration::seconds)
+        .ok_or_else(err)?;
     if grace > MAX_GRACE {
         return Err(err());
     }
@@ -40,6 +45,16 @@ pub fn parse_grace(input: &str) -> Result<Duration, DomainError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any text, and above all huge numbers with every unit: an error, never a panic.
+        #[test]
+        fn never_panics(text in ".{0,30}", n in any::<i64>(), unit in "[smhdé]") {
+            let _ = parse_grace(&text);
+            let _ = parse_grace(&format!("{n}{unit}"));
+        }
+    }
 
     #[test]
     fn parses_units() {
@@ -62,6 +77,8 @@ mod tests {
             "1.5h",
             "é",
             "99999999999999999999s",
+            "9999999999999999d",
+            "9223372036854775807h",
         ] {
             assert!(parse_grace(bad).is_err(), "{bad}");
         }

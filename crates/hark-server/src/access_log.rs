@@ -28,22 +28,56 @@ pub async fn log_request(mut request: Request, next: Next) -> Response {
     response
 }
 
-/// The path and query as logged: the `token` parameter's value, and anything that looks
-/// like a hark token anywhere, become `REDACTED`.
+/// The path and query as logged, with secrets replaced by `REDACTED`: the value of a
+/// `token` parameter and anything shaped like a hark token. Both are judged on the
+/// *decoded* text (as the server reads it, up to a few layers of percent-encoding), since
+/// `?%74oken=…` authenticates just like `?token=…`.
 pub fn redact(path: &str, query: Option<&str>) -> String {
-    let mut out = redact_token_shapes(path);
+    let mut out = redact_token_shapes(&fully_decoded(path, false));
     if let Some(query) = query {
         out.push('?');
-        let parts: Vec<String> = query
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((key, _)) if key.eq_ignore_ascii_case("token") => format!("{key}=REDACTED"),
-                _ => redact_token_shapes(pair),
-            })
-            .collect();
-        out.push_str(&parts.join("&"));
+        for (n, pair) in query.split('&').enumerate() {
+            if n > 0 {
+                out.push('&');
+            }
+            let (raw_key, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
+            let key = fully_decoded(raw_key, true);
+            let value = fully_decoded(raw_value, true);
+            if key.eq_ignore_ascii_case("token") || has_token_shape(&key) || has_token_shape(&value)
+            {
+                out.push_str(&redact_token_shapes(&key));
+                out.push_str("=REDACTED");
+            } else {
+                out.push_str(pair);
+            }
+        }
     }
     out
+}
+
+/// Percent-decodes (and for query parts turns `+` into a space) until nothing changes,
+/// at most four times, so nested encodings cannot smuggle a token past the check.
+fn fully_decoded(text: &str, query_part: bool) -> String {
+    let mut current = text.to_owned();
+    for _ in 0..4 {
+        let spaced = if query_part {
+            current.replace('+', " ")
+        } else {
+            current.clone()
+        };
+        let next = percent_encoding::percent_decode_str(&spaced)
+            .decode_utf8_lossy()
+            .into_owned();
+        if next == current {
+            break;
+        }
+        current = next;
+    }
+    current
+}
+
+fn has_token_shape(text: &str) -> bool {
+    text.contains("hark_")
 }
 
 fn redact_token_shapes(text: &str) -> String {
@@ -65,6 +99,50 @@ fn redact_token_shapes(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Percent-encodes the bytes `encode` picks, once or twice.
+    fn encoded(text: &str, encode: &[bool], twice: bool) -> String {
+        let once: String = text
+            .bytes()
+            .zip(encode.iter().cycle())
+            .map(|(b, &e)| {
+                if e {
+                    format!("%{b:02X}")
+                } else {
+                    char::from(b).to_string()
+                }
+            })
+            .collect();
+        if twice {
+            once.replace('%', "%25")
+        } else {
+            once
+        }
+    }
+
+    proptest! {
+        /// However a token (or the `token` key) is encoded, the logged line holds no part of
+        /// its secret body.
+        #[test]
+        fn no_encoding_smuggles_a_token_into_the_line(
+            body in "[0-9A-Za-z]{38}",
+            encode in proptest::collection::vec(any::<bool>(), 1..8),
+            twice in any::<bool>(),
+            as_key in any::<bool>(),
+        ) {
+            let token = format!("hark_pat_{body}");
+            let query = if as_key {
+                format!("{}={body}", encoded("token", &encode, twice))
+            } else {
+                format!("q={}", encoded(&token, &encode, twice))
+            };
+            let line = redact("/api/recordings", Some(&query));
+            prop_assert!(!line.contains(&body[..12]), "{}", line);
+            let path_line = redact(&format!("/x/{}", encoded(&token, &encode, twice)), None);
+            prop_assert!(!path_line.contains(&body[..12]), "{}", path_line);
+        }
+    }
 
     #[test]
     fn tokens_never_reach_the_log_line() {
@@ -79,5 +157,33 @@ mod tests {
             "/x?q=REDACTED&b=1"
         );
         assert_eq!(redact("/healthz", None), "/healthz");
+    }
+
+    #[test]
+    fn encoded_forms_are_redacted_too() {
+        let token = "hark_pat_0123456789abcdefghijABCDEFGHIJ0123456789";
+        let encoded_key = format!("page=1&%74oken={token}");
+        assert_eq!(
+            redact("/api/recordings", Some(&encoded_key)),
+            "/api/recordings?page=1&token=REDACTED"
+        );
+        let encoded_value = "q=hark%5Fpat%5F0123456789abcdefghij&b=2";
+        assert_eq!(redact("/x", Some(encoded_value)), "/x?q=REDACTED&b=2");
+        let twice = "q=hark%255Fpat%255Fabc";
+        assert_eq!(redact("/x", Some(twice)), "/x?q=REDACTED");
+        assert_eq!(redact("/x/%68ark_pat_abc", None), "/x/REDACTED");
+        assert_eq!(redact("/x", Some("T%4FKEN=abc")), "/x?TOKEN=REDACTED");
+        for logged in [
+            redact("/x", Some(&encoded_key)),
+            redact("/x", Some(encoded_value)),
+            redact("/x", Some(twice)),
+        ] {
+            assert!(!logged.contains("0123456789"), "{logged}");
+        }
+        assert_eq!(
+            redact("/x", Some("a=1&b=%20x")),
+            "/x?a=1&b=%20x",
+            "others kept as sent"
+        );
     }
 }

@@ -22,6 +22,7 @@ use governor::middleware::{StateInformationMiddleware, StateSnapshot};
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
+use super::limiter_key;
 use crate::error::ApiError;
 
 type TokenLimiter =
@@ -74,7 +75,9 @@ impl RequestLimits {
 
     /// Before a presented token is even parsed: is this address locked out?
     pub fn check_address(&self, ip: Option<IpAddr>) -> Result<(), ApiError> {
-        let Some(ip) = ip else { return Ok(()) };
+        let Some(ip) = ip.map(limiter_key) else {
+            return Ok(());
+        };
         let Some(until) = self.locked_out.get(&ip).map(|u| *u) else {
             return Ok(());
         };
@@ -91,7 +94,7 @@ impl RequestLimits {
 
     /// A presented token failed to authenticate; too many from one address lock it out.
     pub fn record_failure(&self, ip: Option<IpAddr>) {
-        let (Some(ip), Some(failures)) = (ip, &self.failures) else {
+        let (Some(ip), Some(failures)) = (ip.map(limiter_key), &self.failures) else {
             return;
         };
         if let Err(not_until) = failures.check_key(&ip) {
@@ -224,6 +227,19 @@ mod tests {
             limits.check_token(8, None).is_ok(),
             "other tokens keep theirs"
         );
+    }
+
+    #[test]
+    fn an_ipv6_client_cannot_walk_its_slash_64_past_the_lock_out() {
+        let limits = RequestLimits::new(0, 2);
+        for n in 1..=3u16 {
+            let ip = IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 1, n, n, n, n));
+            limits.record_failure(Some(ip));
+        }
+        let fresh: IpAddr = "2001:db8:0:1:dead:beef::99".parse().expect("ip");
+        assert!(limits.check_address(Some(fresh)).is_err(), "same /64");
+        let neighbour: IpAddr = "2001:db8:0:2::1".parse().expect("ip");
+        assert!(limits.check_address(Some(neighbour)).is_ok(), "another /64");
     }
 
     #[test]

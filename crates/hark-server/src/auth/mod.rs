@@ -2,6 +2,7 @@
 //! and what each may do.
 
 mod cache;
+mod client_address;
 mod extract;
 mod last_used;
 pub mod limits;
@@ -11,6 +12,7 @@ pub mod sessions;
 mod throttle;
 
 pub use cache::TokenAuthenticator;
+pub use client_address::limiter_key;
 pub use extract::{AccessLogSlot, presented_token};
 pub use last_used::LastUsedRecorder;
 pub use principal::{Credential, Principal};

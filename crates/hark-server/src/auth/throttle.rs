@@ -8,6 +8,7 @@ use std::time::Duration;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
+use super::limiter_key;
 use crate::error::ApiError;
 
 pub struct LoginThrottle {
@@ -28,13 +29,15 @@ impl LoginThrottle {
 
     /// Counts one attempt from `ip`; a `429` with the wait when there were too many.
     pub fn attempt(&self, ip: IpAddr) -> Result<(), ApiError> {
-        self.limiter.check_key(&ip).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            ApiError::TooManyRequests {
-                retry_after_secs: wait.as_secs().max(1),
-                limit: None,
-            }
-        })?;
+        self.limiter
+            .check_key(&limiter_key(ip))
+            .map_err(|not_until| {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                ApiError::TooManyRequests {
+                    retry_after_secs: wait.as_secs().max(1),
+                    limit: None,
+                }
+            })?;
         if self.limiter.len() > 10_000 {
             self.limiter.retain_recent();
         }
@@ -66,5 +69,16 @@ mod tests {
             throttle.attempt(other).is_ok(),
             "other addresses are not affected"
         );
+    }
+
+    #[test]
+    fn ipv6_sign_ins_are_counted_per_slash_64() {
+        let throttle = LoginThrottle::new(2, Duration::from_secs(60));
+        for last in ["::1", "::2"] {
+            let ip: IpAddr = format!("2001:db8:5:6{last}").parse().expect("ip");
+            assert!(throttle.attempt(ip).is_ok());
+        }
+        let walked: IpAddr = "2001:db8:5:6:ffff::3".parse().expect("ip");
+        assert!(throttle.attempt(walked).is_err());
     }
 }
