@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use hark_core::recordings::Segment;
+use hark_speech::audio::DecodeLimits;
 use hark_speech::remote::RemoteEngine;
 use hark_speech::summary::ChatSummarizer;
 use hark_speech::{Engine, Options, SpeechError, Transcript};
@@ -47,6 +48,8 @@ pub struct PipelineConfig {
     pub poll_interval: std::time::Duration,
     pub max_attempts: i64,
     pub beam_size: usize,
+    /// What one file may decode to (sample rates, length).
+    pub decode_limits: DecodeLimits,
 }
 
 /// What a client asked for when submitting audio, stored with the job.
@@ -151,8 +154,17 @@ impl Pipeline {
             Backend::Embedded { model_dir } => {
                 let engine = self.engine(model_dir).await?;
                 let decoding = self.decoding_options(options);
+                let limits = self.config.decode_limits;
                 tokio::task::spawn_blocking(move || {
-                    let samples = hark_speech::audio::load_16k(&path)?;
+                    // The file is the client's: should a decoder bug panic on it, the audio
+                    // is at fault, not the server — fail the job rather than requeue it.
+                    let decoded =
+                        std::panic::catch_unwind(|| hark_speech::audio::load_16k(&path, &limits));
+                    let samples = decoded.map_err(|_| {
+                        SpeechError::Audio(
+                            "the audio could not be decoded (the decoder failed)".into(),
+                        )
+                    })??;
                     engine.transcribe(&samples, &decoding, &mut |p| {
                         progress.store(p.to_bits(), Ordering::Relaxed)
                     })

@@ -11,6 +11,7 @@ pub mod hf;
 mod kv_cache;
 pub mod mel;
 pub mod remote;
+pub mod sniff;
 pub mod summary;
 pub mod tokenizer;
 pub mod weights;

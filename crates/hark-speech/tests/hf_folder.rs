@@ -169,7 +169,8 @@ fn hugging_face_folder_transcribes_like_the_ctranslate2_one() {
     let dir = tempfile::tempdir().expect("temp dir");
     write_hf_folder(dir.path());
     assert!(!dir.path().join("model.bin").exists());
-    let samples = hark_speech::audio::load_16k(&clip("meeting_01.wav")).expect("clip");
+    let samples =
+        hark_speech::audio::load_16k(&clip("meeting_01.wav"), &Default::default()).expect("clip");
     let options = Options {
         beam_size: 1,
         ..Options::default()

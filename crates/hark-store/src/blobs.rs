@@ -58,8 +58,8 @@ impl BlobStore {
     }
 }
 
-/// An upload in progress. Dropping it without `commit` leaves only a temp file, which
-/// `abort` (or the next start) removes.
+/// An upload in progress. Dropping it without `commit` (an error on the way, a client that
+/// went away) removes its temp file, like `abort`: a refused upload leaves nothing behind.
 pub struct BlobWriter {
     file: Option<File>,
     tmp: PathBuf,
@@ -96,6 +96,17 @@ impl BlobWriter {
     pub async fn abort(mut self) {
         self.file.take();
         let _ = fs::remove_file(&self.tmp).await;
+        self.key.clear();
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        // `commit` takes the key; anything else still owns a temp file.
+        if !self.key.is_empty() {
+            self.file.take();
+            let _ = std::fs::remove_file(&self.tmp);
+        }
     }
 }
 
@@ -128,6 +139,14 @@ mod tests {
         assert_eq!(
             std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
             0
+        );
+        let mut dropped = blobs.writer().await.unwrap();
+        dropped.write(b"half an upload").await.unwrap();
+        drop(dropped);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0,
+            "a writer dropped on an error path leaves no temp file"
         );
         assert!(blobs.path("../etc/passwd").is_none());
     }

@@ -371,6 +371,7 @@ mod tests {
             size_bytes: 1,
             blob_key: "k".into(),
             language: None,
+            submitted_by_key: None,
         };
         store.jobs().submit(&new, "{}", 2).await.unwrap()
     }

@@ -29,6 +29,8 @@ pub struct Recording {
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
     pub tags: Vec<Tag>,
+    /// The project key it was submitted through; `None` for a person's own upload.
+    pub submitted_by_key: Option<i64>,
 }
 
 /// What a recordings listing is narrowed to.
@@ -49,6 +51,9 @@ pub struct NewRecording {
     pub size_bytes: i64,
     pub blob_key: String,
     pub language: Option<String>,
+    /// The project key submitting it, if any: only such recordings are readable by the
+    /// project's keys.
+    pub submitted_by_key: Option<i64>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -68,6 +73,7 @@ struct RecordingRow {
     error: Option<String>,
     created_at: i64,
     updated_at: i64,
+    submitted_by_key: Option<i64>,
 }
 
 impl RecordingRow {
@@ -89,12 +95,14 @@ impl RecordingRow {
             created_at: from_millis(self.created_at),
             updated_at: from_millis(self.updated_at),
             tags,
+            submitted_by_key: self.submitted_by_key,
         })
     }
 }
 
 const COLUMNS: &str = "id, user_id, project_id, title, status, original_filename, mime_type,
-    size_bytes, blob_key, duration_seconds, language, summary, error, created_at, updated_at";
+    size_bytes, blob_key, duration_seconds, language, summary, error, created_at, updated_at,
+    submitted_by_key";
 
 pub struct Recordings<'a> {
     pub(crate) db: &'a Db,
@@ -192,6 +200,27 @@ impl Recordings<'_> {
         row.into_recording(tags)
     }
 
+    /// A recording as a project's key sees it: one submitted through a key of that
+    /// project, whoever owns the key. A person's own uploads are never among them, even
+    /// in the same project.
+    pub async fn submitted_to_project(&self, project_id: i64, id: i64) -> Result<Recording> {
+        let row: Option<RecordingRow> = sqlx::query_as(sql!(
+            "SELECT {COLUMNS} FROM recordings
+             WHERE id = $1 AND project_id = $2 AND submitted_by_key IS NOT NULL"
+        ))
+        .bind(id)
+        .bind(project_id)
+        .fetch_optional(self.db)
+        .await?;
+        let row = row.ok_or(StoreError::NotFound)?;
+        let tags = self
+            .tags_of(row.user_id)
+            .await?
+            .remove(&id)
+            .unwrap_or_default();
+        row.into_recording(tags)
+    }
+
     /// Any user's recording, for the transcription workers.
     pub async fn by_id(&self, id: i64) -> Result<Recording> {
         let row: Option<RecordingRow> =
@@ -261,8 +290,8 @@ pub(crate) async fn insert(
     let now = now_millis();
     let row: RecordingRow = sqlx::query_as(sql!(
         "INSERT INTO recordings (user_id, project_id, title, status, original_filename, mime_type,
-             size_bytes, blob_key, language, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING {COLUMNS}"
+             size_bytes, blob_key, language, created_at, updated_at, submitted_by_key)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11) RETURNING {COLUMNS}"
     ))
     .bind(new.user_id)
     .bind(new.project_id)
@@ -274,6 +303,7 @@ pub(crate) async fn insert(
     .bind(&new.blob_key)
     .bind(new.language.as_deref())
     .bind(now)
+    .bind(new.submitted_by_key)
     .fetch_one(&mut **tx)
     .await?;
     row.into_recording(Vec::new())

@@ -131,6 +131,7 @@ mod tests {
                 size_bytes: 10,
                 blob_key: "k".into(),
                 language: None,
+                submitted_by_key: None,
             })
             .await
             .unwrap();

@@ -121,6 +121,10 @@ pub struct EngineArgs {
     /// Threads for the tensor maths (default: every core).
     #[arg(long, env = "HARK_THREADS")]
     pub threads: Option<usize>,
+    /// Longest audio one file may decode to, in hours; longer files fail at once with a
+    /// clear reason (a few kilobytes of FLAC can declare hours).
+    #[arg(long, env = "HARK_MAX_AUDIO_HOURS", default_value_t = 4.0)]
+    pub max_audio_hours: f64,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -214,6 +218,15 @@ impl Command {
 }
 
 impl EngineArgs {
+    pub fn decode_limits(&self) -> anyhow::Result<hark_speech::audio::DecodeLimits> {
+        if !(self.max_audio_hours > 0.0 && self.max_audio_hours <= 100.0) {
+            anyhow::bail!("--max-audio-hours must be more than 0 and at most 100");
+        }
+        Ok(hark_speech::audio::DecodeLimits {
+            max_seconds: self.max_audio_hours * 3600.0,
+        })
+    }
+
     pub fn model_dir(&self, data_dir: &std::path::Path) -> PathBuf {
         self.model_dir
             .clone()

@@ -15,6 +15,7 @@ use crate::logging;
 
 pub async fn run(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
     logging::init(args.log_format, "info");
+    hark_server::install_panic_hook();
     let store = Store::open_data_dir(&data_dir)
         .await
         .with_context(|| format!("opening the database in {}", data_dir.display()))?;
@@ -72,6 +73,7 @@ pub async fn run(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
         poll_interval: Duration::from_millis(500),
         max_attempts: args.job_attempts.clamp(1, 100),
         beam_size: args.engine.beam_size.clamp(1, 16),
+        decode_limits: args.engine.decode_limits()?,
     };
     let state = AppState::new(store, blobs, config, pipeline).await?;
     hark_server::serve(state, shutdown_signal()).await?;

@@ -37,6 +37,7 @@ async fn local(data_dir: &Path, args: TranscribeArgs) -> anyhow::Result<()> {
         ..Default::default()
     };
     let file = args.file.clone();
+    let limits = args.engine.decode_limits()?;
     let progress = bar(
         1000,
         "{spinner} transcribing [{bar:40}] {percent}% {elapsed}",
@@ -45,7 +46,7 @@ async fn local(data_dir: &Path, args: TranscribeArgs) -> anyhow::Result<()> {
     let transcript =
         tokio::task::spawn_blocking(move || -> anyhow::Result<hark_speech::Transcript> {
             let engine = hark_speech::Engine::load(&model_dir).context("loading the model")?;
-            let samples = hark_speech::audio::load_16k(&file)?;
+            let samples = hark_speech::audio::load_16k(&file, &limits)?;
             Ok(engine.transcribe(&samples, &options, &mut |p| {
                 reporter.set_position((p * 1000.0) as u64)
             })?)

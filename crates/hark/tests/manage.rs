@@ -29,6 +29,19 @@ async fn admins_mint_management_tokens_that_reach_only_the_management_api() {
         .post_json(
             "/api/tokens",
             &admin,
+            json!({"name": "ops", "kind": "management"}),
+        )
+        .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::FORBIDDEN,
+        "an admin's personal token is not a management token: a leaked one must not mint one"
+    );
+    let cookie = server.login("root").await;
+    let res = server
+        .post_json_as_session(
+            "/api/tokens",
+            &cookie,
             json!({"name": "ops", "kind": "management", "scopes": ["read"]}),
         )
         .await;
@@ -37,10 +50,32 @@ async fn admins_mint_management_tokens_that_reach_only_the_management_api() {
         StatusCode::BAD_REQUEST,
         "no scopes on management tokens"
     );
-    let created = server
-        .api_token(&admin, json!({"name": "ops", "kind": "management"}))
+    let res = server
+        .post_json_as_session(
+            "/api/tokens",
+            &cookie,
+            json!({"name": "ops", "kind": "management"}),
+        )
         .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::CREATED,
+        "an admin's web session mints one"
+    );
+    let created: Value = res.json().await.unwrap();
     let mgt = created["token"].as_str().unwrap();
+    server.saw_secret(mgt);
+    let second = server
+        .api_token(mgt, json!({"name": "ops 2", "kind": "management"}))
+        .await;
+    assert_eq!(
+        second["kind"], "management",
+        "and so does a management token"
+    );
+    let res = server
+        .post_json("/api/tokens", mgt, json!({"name": "pat"}))
+        .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN, "but nothing else");
     assert!(mgt.starts_with("hark_mgt_"), "{mgt}");
     assert_eq!(created["kind"], "management");
     assert_eq!(created["scopes"], json!([]));
@@ -75,7 +110,6 @@ async fn admins_mint_management_tokens_that_reach_only_the_management_api() {
         StatusCode::FORBIDDEN,
         "personal tokens do not reach the management API"
     );
-    let cookie = server.login("root").await;
     let res = server
         .client
         .get(server.url("/api/manage/members"))
@@ -91,7 +125,7 @@ async fn demoting_a_member_to_viewer_stops_their_tokens_and_is_audited() {
     let server = TestServer::start().await;
     let admin = server.user_with_token("root", "admin");
     let member = server.user_with_token("ada", "member");
-    let mgt = server.management_token(&admin).await;
+    let mgt = server.management_token("root").await;
     assert_eq!(
         status(server.get("/api/recordings", &member).await).await,
         StatusCode::OK
@@ -165,7 +199,7 @@ async fn demoting_a_member_to_viewer_stops_their_tokens_and_is_audited() {
 async fn projects_are_listed_created_and_audited() {
     let server = TestServer::start().await;
     let admin = server.user_with_token("root", "admin");
-    let mgt = server.management_token(&admin).await;
+    let mgt = server.management_token("root").await;
     let res = server
         .post_json("/api/manage/projects", &mgt, json!({"name": "Call center"}))
         .await;
@@ -208,7 +242,7 @@ async fn projects_are_listed_created_and_audited() {
 async fn management_tokens_create_list_and_revoke_a_projects_keys() {
     let server = TestServer::start().await;
     let admin = server.user_with_token("root", "admin");
-    let mgt = server.management_token(&admin).await;
+    let mgt = server.management_token("root").await;
     let other: Value = server
         .post_json("/api/manage/projects", &mgt, json!({"name": "Other"}))
         .await
@@ -295,7 +329,7 @@ async fn management_tokens_create_list_and_revoke_a_projects_keys() {
 async fn deleting_a_project_revokes_its_keys_and_keeps_recordings_safe() {
     let server = TestServer::start().await;
     let admin = server.user_with_token("root", "admin");
-    let mgt = server.management_token(&admin).await;
+    let mgt = server.management_token("root").await;
     let project = |name: &'static str| {
         let (server, mgt) = (&server, &mgt);
         async move {
@@ -403,7 +437,7 @@ async fn removing_a_member_stops_their_tokens_and_sessions_at_once() {
         .unwrap()
         .to_owned();
     let cookie = server.login("ada").await;
-    let mgt = server.management_token(&admin).await;
+    let mgt = server.management_token("root").await;
     let members: Value = server
         .get("/api/manage/members", &mgt)
         .await

@@ -31,15 +31,15 @@ const CALLERS: [&str; 13] = [
 /// One route and the status for each caller, in `CALLERS` order.
 struct Row {
     method: Method,
-    path: &'static str,
+    path: String,
     body: Option<serde_json::Value>,
     expect: [u16; 13],
 }
 
-fn row(method: Method, path: &'static str, expect: [u16; 13]) -> Row {
+fn row(method: Method, path: impl Into<String>, expect: [u16; 13]) -> Row {
     Row {
         method,
-        path,
+        path: path.into(),
         body: None,
         expect,
     }
@@ -56,7 +56,10 @@ fn with(rest: [u16; 7]) -> [u16; 13] {
     all
 }
 
-fn table() -> Vec<Row> {
+/// `member_upload` is a recording (and `member_job` its session) that the member uploaded
+/// with a personal token into the default project: readable by the member alone — not by
+/// that project's batch key, nor any other caller.
+fn table(member_upload: i64, member_job: i64) -> Vec<Row> {
     use Method as M;
     let public = [200; 13];
     //                                                member dev  admin batch other rt   mgmt
@@ -104,12 +107,14 @@ fn table() -> Vec<Row> {
                 with([403, 201, 201, 403, 403, 403, 403]),
             )
         },
+        // Only a management credential (or an admin's web session) mints management
+        // tokens: an admin's personal token does not.
         Row {
             body: Some(json!({"name": "m", "kind": "management"})),
             ..row(
                 M::POST,
                 "/api/tokens",
-                with([403, 403, 201, 403, 403, 403, 403]),
+                with([403, 403, 403, 403, 403, 403, 201]),
             )
         },
         row(
@@ -159,6 +164,26 @@ fn table() -> Vec<Row> {
         ),
         row(
             M::GET,
+            format!("/api/v3/documents/{member_upload}"),
+            with([200, 404, 404, 404, 404, 403, 403]),
+        ),
+        row(
+            M::GET,
+            format!("/api/v3/sessions/{member_job}"),
+            with([200, 404, 404, 404, 404, 403, 403]),
+        ),
+        row(
+            M::GET,
+            format!("/api/recordings/{member_upload}"),
+            with([200, 404, 404, 403, 403, 403, 403]),
+        ),
+        row(
+            M::GET,
+            format!("/api/recordings/{member_upload}/audio"),
+            with([200, 404, 404, 403, 403, 403, 403]),
+        ),
+        row(
+            M::GET,
             "/v1/models",
             with([200, 200, 200, 200, 200, 403, 403]),
         ),
@@ -197,7 +222,7 @@ fn table() -> Vec<Row> {
             ..row(
                 M::POST,
                 "/api/tokens/999999/rotate",
-                with([404, 404, 404, 403, 403, 403, 403]),
+                with([404, 404, 404, 403, 403, 403, 404]),
             )
         },
         row(
@@ -291,7 +316,7 @@ async fn every_caller_gets_exactly_the_status_the_table_says() {
     let developer = server.user_with_token("dev", "developer");
     let viewer = server.user_with_token("vic", "member");
     server.admin_ok(&["set-role", "--username", "vic", "--role", "viewer"], None);
-    let mgt = server.management_token(&admin).await;
+    let mgt = server.management_token("root").await;
     let other_project = server
         .post_json("/api/manage/projects", &mgt, json!({"name": "Other"}))
         .await
@@ -340,6 +365,14 @@ async fn every_caller_gets_exactly_the_status_the_table_says() {
         .as_str()
         .unwrap()
         .to_owned();
+    let uploaded: serde_json::Value = server
+        .upload(&member, &shared_audio("meeting_01.wav"), Some("private"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let member_upload = uploaded["id"].as_i64().expect("uploaded");
+    let member_job = member_upload_job(&server, &member, member_upload).await;
     let unknown = generate(TokenKind::Personal).secret.into_exposed();
     server.saw_secret(&unknown);
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
@@ -360,11 +393,11 @@ async fn every_caller_gets_exactly_the_status_the_table_says() {
         Some(&mgt),
     ];
     let mut wrong = Vec::new();
-    for row in table() {
+    for row in table(member_upload, member_job) {
         for (column, token) in tokens.iter().enumerate() {
             let mut request = server
                 .client
-                .request(row.method.clone(), server.url(row.path));
+                .request(row.method.clone(), server.url(&row.path));
             if let Some(token) = token {
                 request = request.bearer_auth(token);
             }
@@ -403,4 +436,16 @@ async fn every_caller_gets_exactly_the_status_the_table_says() {
         wrong.len(),
         wrong.join("\n")
     );
+}
+
+/// The session (job) id of the member's upload, through the batch API the member may use.
+async fn member_upload_job(server: &TestServer, member: &str, recording: i64) -> i64 {
+    // Sessions and documents are numbered alike for a lone upload; check rather than assume.
+    let res = server
+        .get(&format!("/api/v3/sessions/{recording}"), member)
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let session: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(session["document_id"], recording);
+    session["session_id"].as_i64().expect("session id")
 }

@@ -73,6 +73,49 @@ async fn in_chromium_a_token_is_created_shown_once_used_and_revoked_and_a_clip_i
 }
 
 #[tokio::test]
+async fn in_chromium_an_uploaded_page_never_runs_in_harks_origin() {
+    let server = TestServer::start().await;
+    server.create_user("root", "admin");
+    let member = server.user_with_token("mallory", "member");
+    let html = b"<!doctype html><script>document.title='pwned'</script>".to_vec();
+    let upload = |bytes: Vec<u8>, label: &'static str| {
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes)
+                .file_name("x.html")
+                .mime_str(label)
+                .unwrap(),
+        );
+        server
+            .client
+            .post(server.url("/api/recordings"))
+            .bearer_auth(&member)
+            .multipart(form)
+            .send()
+    };
+    let res = upload(html.clone(), "text/html").await.unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "a page is not audio"
+    );
+    // A WAV header in front of a page that mints a management token with the cookie.
+    let mut polyglot = std::fs::read(shared_audio("meeting_01.wav")).unwrap();
+    polyglot.truncate(44 + 16_000);
+    polyglot.extend_from_slice(
+        b"<html><script>fetch('/api/tokens',{method:'POST',headers:{'content-type':\
+          'application/json'},body:JSON.stringify({name:'pwned',kind:'management'})});\
+          document.title='pwned'</script></html>",
+    );
+    let res = upload(polyglot, "text/html").await.unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let id = res.json::<Value>().await.unwrap()["id"].clone();
+    let path = format!("/api/recordings/{id}/audio");
+    let plan = json!({"link": format!("{path}?token={member}"), "path": path, "member": "mallory"});
+    run_browser(&server, "inert", "root", &plan.to_string());
+}
+
+#[tokio::test]
 async fn in_chromium_the_first_run_screen_creates_the_admin() {
     let server = TestServer::start().await;
     run_browser(&server, "setup", "owner", "-");

@@ -101,7 +101,10 @@ impl TokenAuthenticator {
             user_id: record.user_id,
             workspace_id: record.workspace_id,
             role: secret.role,
-            credential: Credential::Token(secret.record),
+            credential: Credential::Token {
+                retiring: secret.retires_at.is_some(),
+                record: secret.record,
+            },
         })
     }
 

@@ -17,6 +17,14 @@ use crate::state::AppState;
 #[derive(Clone, Default)]
 pub struct AccessLogSlot(pub Arc<OnceLock<i64>>);
 
+/// A token as a request presented it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presented {
+    pub text: String,
+    /// It came in the URL (`?token=`), not a header.
+    pub from_query: bool,
+}
+
 /// The token a request carries, by the first of: `Authorization: Bearer`, `X-API-Token`,
 /// `API-Token`, `?token=` (when allowed). An `Authorization` header with another scheme
 /// counts as a presented-but-malformed token, so it fails rather than falling through to
@@ -25,18 +33,24 @@ pub fn presented_token(
     headers: &HeaderMap,
     query: Option<&str>,
     allow_query: bool,
-) -> Option<String> {
+) -> Option<Presented> {
+    let from_header = |text: &str| {
+        Some(Presented {
+            text: text.to_owned(),
+            from_query: false,
+        })
+    };
     if let Some(value) = headers.get(header::AUTHORIZATION) {
         let text = value.to_str().unwrap_or_default().trim();
         let token = match text.split_once(' ') {
             Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
             _ => "",
         };
-        return Some(token.to_owned());
+        return from_header(token);
     }
     for name in ["x-api-token", "api-token"] {
         if let Some(value) = headers.get(name) {
-            return Some(value.to_str().unwrap_or_default().trim().to_owned());
+            return from_header(value.to_str().unwrap_or_default().trim());
         }
     }
     if allow_query {
@@ -45,7 +59,10 @@ pub fn presented_token(
         return pairs
             .into_iter()
             .find(|(k, _)| k == "token")
-            .map(|(_, v)| v);
+            .map(|(_, text)| Presented {
+                text,
+                from_query: true,
+            });
     }
     None
 }
@@ -63,9 +80,17 @@ impl FromRequestParts<AppState> for Principal {
             parts.uri.query(),
             state.config.allow_query_token,
         );
-        if let Some(text) = presented {
+        if let Some(presented) = presented {
+            // A link carrying someone's token, opened in a signed-in browser, must not act
+            // in that browser's origin beside its session: header tokens only there.
+            if presented.from_query && sessions::from_headers(&parts.headers).is_some() {
+                return Err(ApiError::bad_request(
+                    "a ?token= URL cannot be used by a signed-in browser: send the token in the \
+                     Authorization header, or sign out",
+                ));
+            }
             state.limits.check_address(ip)?;
-            let principal = match state.auth.verify(&text, ip).await {
+            let principal = match state.auth.verify(&presented.text, ip).await {
                 Ok(principal) => principal,
                 Err(err) => {
                     if matches!(err, ApiError::AuthFailed) {
@@ -74,7 +99,7 @@ impl FromRequestParts<AppState> for Principal {
                     return Err(err);
                 }
             };
-            if let Credential::Token(record) = &principal.credential {
+            if let Credential::Token { record, .. } = &principal.credential {
                 if let Some(slot) = parts.extensions.get::<AccessLogSlot>() {
                     let _ = slot.0.set(record.id);
                 }
@@ -143,48 +168,70 @@ mod tests {
         h
     }
 
+    fn text(found: Option<Presented>) -> Option<String> {
+        found.map(|p| p.text)
+    }
+
     #[test]
     fn finds_tokens_in_every_documented_place() {
         let t = "hark_pat_x";
         assert_eq!(
-            presented_token(
+            text(presented_token(
                 &headers(&[("authorization", "Bearer hark_pat_x")]),
                 None,
                 true
-            )
+            ))
             .as_deref(),
             Some(t)
         );
         assert_eq!(
-            presented_token(
+            text(presented_token(
                 &headers(&[("authorization", "bearer  hark_pat_x ")]),
                 None,
                 true
-            )
+            ))
             .as_deref(),
             Some(t)
         );
         assert_eq!(
-            presented_token(&headers(&[("x-api-token", t)]), None, true).as_deref(),
+            text(presented_token(&headers(&[("x-api-token", t)]), None, true)).as_deref(),
             Some(t)
         );
         assert_eq!(
-            presented_token(&headers(&[("api-token", t)]), None, true).as_deref(),
+            text(presented_token(&headers(&[("api-token", t)]), None, true)).as_deref(),
             Some(t)
         );
         assert_eq!(
-            presented_token(&HeaderMap::new(), Some("page=2&token=hark_pat_x"), true).as_deref(),
+            text(presented_token(
+                &HeaderMap::new(),
+                Some("page=2&token=hark_pat_x"),
+                true
+            ))
+            .as_deref(),
             Some(t)
         );
         assert_eq!(
-            presented_token(&HeaderMap::new(), Some("token=hark_pat_x"), false),
+            text(presented_token(
+                &HeaderMap::new(),
+                Some("token=hark_pat_x"),
+                false
+            )),
             None
         );
         assert_eq!(
-            presented_token(&headers(&[("authorization", "Basic abc")]), None, true).as_deref(),
+            text(presented_token(
+                &headers(&[("authorization", "Basic abc")]),
+                None,
+                true
+            ))
+            .as_deref(),
             Some("")
         );
-        assert_eq!(presented_token(&HeaderMap::new(), None, true), None);
+        assert_eq!(text(presented_token(&HeaderMap::new(), None, true)), None);
+        let from_url = presented_token(&HeaderMap::new(), Some("token=hark_pat_x"), true);
+        assert!(from_url.is_some_and(|p| p.from_query));
+        let from_header = presented_token(&headers(&[("api-token", t)]), Some("token=y"), true);
+        assert!(from_header.is_some_and(|p| !p.from_query && p.text == t));
     }
 
     #[test]

@@ -12,8 +12,14 @@ use crate::error::ApiError;
 pub enum Credential {
     /// Signed in through the web UI (cookie).
     Session,
-    /// The token as it stood when it was verified (the cache keeps it current).
-    Token(Arc<TokenRecord>),
+    /// A token as it stood when it was verified (the cache keeps it current).
+    Token {
+        record: Arc<TokenRecord>,
+        /// The presented secret is the old one of a rotation, in its grace period: it
+        /// still does the token's work but manages nothing, so a leaked old secret cannot
+        /// rotate the owner out or mint tokens.
+        retiring: bool,
+    },
 }
 
 /// An authenticated caller and the rights that follow from role ∩ token.
@@ -28,7 +34,7 @@ pub struct Principal {
 impl Principal {
     pub fn token_id(&self) -> Option<i64> {
         match &self.credential {
-            Credential::Token(record) => Some(record.id),
+            Credential::Token { record, .. } => Some(record.id),
             Credential::Session => None,
         }
     }
@@ -42,7 +48,7 @@ impl Principal {
                 }
                 Ok(())
             }
-            Credential::Token(record) if record.kind == TokenKind::Personal => {
+            Credential::Token { record, .. } if record.kind == TokenKind::Personal => {
                 if record.scopes.contains(scope) {
                     Ok(())
                 } else {
@@ -52,7 +58,7 @@ impl Principal {
                     )))
                 }
             }
-            Credential::Token(record)
+            Credential::Token { record, .. }
                 if record.kind == TokenKind::Project
                     && matches!(scope, Scope::Batch | Scope::Realtime) =>
             {
@@ -66,12 +72,12 @@ impl Principal {
                     )))
                 }
             }
-            Credential::Token(record) if record.kind == TokenKind::Project => {
+            Credential::Token { record, .. } if record.kind == TokenKind::Project => {
                 Err(ApiError::forbidden(
                     "project keys reach only the batch API (batch keys) or streaming (realtime keys)",
                 ))
             }
-            Credential::Token(record) => Err(ApiError::forbidden(format!(
+            Credential::Token { record, .. } => Err(ApiError::forbidden(format!(
                 "{} tokens cannot use this endpoint",
                 record.kind.as_str()
             ))),
@@ -81,46 +87,84 @@ impl Principal {
     /// The project a project key is bound to; `None` for every other caller.
     pub fn project_id(&self) -> Option<i64> {
         match &self.credential {
-            Credential::Token(record) if record.kind == TokenKind::Project => record.project_id,
+            Credential::Token { record, .. } if record.kind == TokenKind::Project => {
+                record.project_id
+            }
             _ => None,
         }
     }
 
-    /// Creating, rotating and revoking tokens: never for viewers, and a token must carry
-    /// the `write` scope to do it.
+    /// Creating, rotating and revoking tokens: never for viewers, never with the old
+    /// secret of a rotation, and a token must carry the `write` scope to do it.
     pub fn require_token_management(&self) -> Result<(), ApiError> {
         if !self.role.may_use_tokens() {
             return Err(ApiError::forbidden(
                 "viewers cannot create or manage API tokens",
             ));
         }
+        self.refuse_retiring()?;
         self.require(Scope::Write)
     }
 
-    /// The management API (`/api/manage/…`): a management token whose owner is still an
-    /// admin, or an admin signed in to the web UI. Personal tokens do not reach it, so a
-    /// leaked script token cannot change who belongs to the workspace.
+    /// The management API (`/api/manage/…`), and minting or rotating management tokens:
+    /// a management token whose owner is still an admin, or an admin signed in to the web
+    /// UI. Personal tokens do not reach it, so a leaked script token (an admin's included)
+    /// cannot change who belongs to the workspace or become a management token.
     pub fn require_management(&self) -> Result<(), ApiError> {
         let kind_allows = match &self.credential {
             Credential::Session => true,
-            Credential::Token(record) => record.kind == TokenKind::Management,
+            Credential::Token { record, .. } => record.kind == TokenKind::Management,
         };
         if !kind_allows {
             return Err(ApiError::forbidden(
-                "the management API takes a management token (or an admin's web session)",
+                "this takes a management token (or an admin's web session)",
             ));
         }
         if self.role != Role::Admin {
             return Err(ApiError::forbidden("only admins can manage the workspace"));
         }
+        self.refuse_retiring()
+    }
+
+    /// Rotating returns the token's new secret to the caller, so only the owner may, and
+    /// only with a credential at least as powerful as the token: otherwise rotation
+    /// would hand out a sibling's wider scopes, or let an admin silently become someone
+    /// else. Admins (and developers, for project keys) may still revoke.
+    pub fn require_rotation_of(&self, token: &TokenRecord) -> Result<(), ApiError> {
+        if token.user_id != self.user_id {
+            return Err(ApiError::forbidden(
+                "only a token's owner can rotate it (the new secret goes to whoever rotates); \
+                 you may revoke it",
+            ));
+        }
+        if token.kind == TokenKind::Management {
+            return self.require_management();
+        }
+        self.require_token_management()?;
+        let grantable = self.grantable_scopes();
+        if token.scopes.iter().any(|s| !grantable.contains(s)) {
+            return Err(ApiError::forbidden(
+                "rotate this token with a credential that holds every scope it has",
+            ));
+        }
         Ok(())
+    }
+
+    fn refuse_retiring(&self) -> Result<(), ApiError> {
+        match &self.credential {
+            Credential::Token { retiring: true, .. } => Err(ApiError::forbidden(
+                "this secret was rotated away and only works until its grace period ends: \
+                 it cannot manage tokens",
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Scopes a new token may have: a token cannot mint a more powerful one.
     pub fn grantable_scopes(&self) -> Scopes {
         match &self.credential {
             Credential::Session => Scopes::all(),
-            Credential::Token(record) => record.scopes,
+            Credential::Token { record, .. } => record.scopes,
         }
     }
 }
@@ -153,7 +197,10 @@ mod tests {
             user_id: 1,
             workspace_id: 1,
             role,
-            credential: Credential::Token(Arc::new(record)),
+            credential: Credential::Token {
+                record: Arc::new(record),
+                retiring: false,
+            },
         }
     }
 
@@ -165,6 +212,61 @@ mod tests {
         assert!(p.require_token_management().is_err());
         let p = token(Role::Member, "read,write", TokenKind::Personal);
         assert!(p.require_token_management().is_ok());
+    }
+
+    #[test]
+    fn a_retiring_secret_manages_nothing() {
+        let mut p = token(
+            Role::Admin,
+            "read,write,batch,realtime",
+            TokenKind::Personal,
+        );
+        assert!(p.require(Scope::Read).is_ok());
+        assert!(p.require_token_management().is_ok());
+        if let Credential::Token { retiring, .. } = &mut p.credential {
+            *retiring = true;
+        }
+        assert!(
+            p.require(Scope::Read).is_ok(),
+            "it still does the token's work"
+        );
+        assert!(p.require_token_management().is_err());
+        let mut mgt = token(Role::Admin, "", TokenKind::Management);
+        assert!(mgt.require_management().is_ok());
+        if let Credential::Token { retiring, .. } = &mut mgt.credential {
+            *retiring = true;
+        }
+        assert!(mgt.require_management().is_err());
+    }
+
+    #[test]
+    fn rotation_needs_the_owner_and_every_scope() {
+        let narrow = token(Role::Member, "read,write", TokenKind::Personal);
+        let Credential::Token { record, .. } =
+            &token(Role::Member, "read,write,batch", TokenKind::Personal).credential
+        else {
+            unreachable!()
+        };
+        assert!(narrow.require_rotation_of(record).is_err(), "wider sibling");
+        let Credential::Token { record: same, .. } = &narrow.credential else {
+            unreachable!()
+        };
+        assert!(narrow.require_rotation_of(same).is_ok());
+        let mut others = (**same).clone();
+        others.user_id = 2;
+        let admin = token(
+            Role::Admin,
+            "read,write,batch,realtime",
+            TokenKind::Personal,
+        );
+        assert!(admin.require_rotation_of(&others).is_err(), "not the owner");
+        let mut management = (**same).clone();
+        management.kind = TokenKind::Management;
+        management.scopes = Scopes::default();
+        assert!(
+            admin.require_rotation_of(&management).is_err(),
+            "a PAT never gets a management secret"
+        );
     }
 
     #[test]

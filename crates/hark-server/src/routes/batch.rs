@@ -59,7 +59,8 @@ pub struct DocumentView {
     request_body(content = UploadForm, content_type = "multipart/form-data"),
     responses((status = 201, description = "Stored and queued", body = SessionCreated),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 413, body = ErrorBody)))]
+        (status = 413, body = ErrorBody),
+        (status = 415, description = "Not audio (judged by content)", body = ErrorBody)))]
 pub async fn submit(
     State(state): State<AppState>,
     principal: Principal,
@@ -86,29 +87,24 @@ pub async fn submit(
 }
 
 /// The recording behind a session or document as this caller may see it: a project key
-/// sees its own project's recordings, whoever made them, and is refused any other
-/// project's; everyone else sees their own.
+/// sees what its project's keys submitted (Speechmatics: a key "can access only the
+/// transcripts produced within that project"), never a person's own uploads; everyone
+/// else sees their own. Anything else is "not found", so ids reveal nothing.
 async fn visible_recording(
     state: &AppState,
     principal: &Principal,
     id: i64,
     what: &'static str,
 ) -> Result<Recording, ApiError> {
-    let missing = |e: StoreError| match e {
+    let recordings = state.store.recordings();
+    let found = match principal.project_id() {
+        Some(project) => recordings.submitted_to_project(project, id).await,
+        None => recordings.get(principal.user_id, id).await,
+    };
+    found.map_err(|e| match e {
         StoreError::NotFound => ApiError::NotFound(what),
         other => other.into(),
-    };
-    let recordings = state.store.recordings();
-    match principal.project_id() {
-        Some(project) => {
-            let recording = recordings.by_id(id).await.map_err(missing)?;
-            if recording.project_id != project {
-                return Err(ApiError::forbidden("this key belongs to another project"));
-            }
-            Ok(recording)
-        }
-        None => recordings.get(principal.user_id, id).await.map_err(missing),
-    }
+    })
 }
 
 #[utoipa::path(get, path = "/api/v3/sessions/{id}", tag = "batch", params(("id" = i64, Path)),

@@ -14,7 +14,7 @@ use hark_speech::SpeechError;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::uploads::receive_file;
+use super::uploads::{read_text_field, receive_audio};
 use crate::auth::Principal;
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
@@ -97,7 +97,8 @@ pub async fn models(principal: Principal) -> Result<Json<ModelList>, ApiError> {
     request_body(content = TranscriptionForm, content_type = "multipart/form-data"),
     responses((status = 200, description = "The transcript in the requested format", body = TranscriptionJson),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 413, body = ErrorBody)))]
+        (status = 413, body = ErrorBody),
+        (status = 415, description = "Not audio (judged by content)", body = ErrorBody)))]
 pub async fn transcriptions(
     State(state): State<AppState>,
     principal: Principal,
@@ -118,17 +119,18 @@ pub async fn transcriptions(
     while let Some(mut field) = multipart.next_field().await? {
         match field.name().unwrap_or_default() {
             "file" => {
-                if let Some(previous) =
-                    file.replace(receive_file(&state.blobs, &mut field, limit).await?)
-                {
+                let received = receive_audio(&state.blobs, &mut field, limit).await?;
+                if let Some(previous) = file.replace(received.writer) {
                     previous.abort().await;
                 }
             }
-            "model" => model = Some(field.text().await?),
-            "language" => language = Some(field.text().await?).filter(|l| !l.trim().is_empty()),
-            "response_format" => format = field.text().await?,
-            "prompt" => prompt = Some(field.text().await?),
-            "temperature" => temperature = Some(field.text().await?),
+            "model" => model = Some(read_text_field(&mut field).await?),
+            "language" => {
+                language = Some(read_text_field(&mut field).await?).filter(|l| !l.trim().is_empty())
+            }
+            "response_format" => format = read_text_field(&mut field).await?,
+            "prompt" => prompt = Some(read_text_field(&mut field).await?),
+            "temperature" => temperature = Some(read_text_field(&mut field).await?),
             _ => {}
         }
     }
@@ -145,10 +147,6 @@ pub async fn transcriptions(
             return Err(e);
         }
     };
-    if file.size() == 0 {
-        file.abort().await;
-        return Err(ApiError::bad_request("file: the file is empty"));
-    }
     let key = file.commit().await?;
     let path = state
         .blobs

@@ -7,12 +7,13 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{ConnectInfo, Multipart, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hark_core::pagination::{PageRequest, Pagination};
 use hark_core::recordings::Segment;
 use hark_core::scopes::Scope;
 use hark_core::transcripts;
+use hark_speech::sniff::SERVED_TYPES;
 use hark_store::StoreError;
 use hark_store::recordings::{Recording, RecordingFilter};
 use hark_store::tags::Tag;
@@ -268,8 +269,23 @@ pub async fn download_transcript(
     let (content_type, body) = transcript_file(&format, &segments).ok_or_else(|| {
         ApiError::bad_request(format!("format: {format:?} is not one of txt, srt, vtt"))
     })?;
-    let stem: String = recording
-        .title
+    let disposition = format!(
+        "attachment; filename=\"{}.{format}\"",
+        file_stem(&recording.title)
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type.to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// A title as a safe file name: ASCII letters, digits, `-` and `_`, at most 80.
+fn file_stem(title: &str) -> String {
+    title
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
@@ -279,16 +295,7 @@ pub async fn download_transcript(
             }
         })
         .take(80)
-        .collect();
-    let disposition = format!("attachment; filename=\"{stem}.{format}\"");
-    Ok((
-        [
-            (header::CONTENT_TYPE, content_type.to_owned()),
-            (header::CONTENT_DISPOSITION, disposition),
-        ],
-        body,
-    )
-        .into_response())
+        .collect()
 }
 
 #[utoipa::path(get, path = "/api/recordings/{id}/audio", tag = "recordings",
@@ -307,14 +314,36 @@ pub async fn get_audio(
         .blobs
         .path(&recording.blob_key)
         .ok_or(ApiError::NotFound("audio"))?;
-    let mime: mime::Mime = recording
-        .mime_type
+    // Only a type found by sniffing at upload is served as such; user bytes are never
+    // served as a page (the security-headers layer adds `nosniff` and a sandboxing CSP).
+    let content_type = SERVED_TYPES
+        .iter()
+        .find(|t| **t == recording.mime_type)
+        .copied()
+        .unwrap_or("application/octet-stream");
+    let mime: mime::Mime = content_type
         .parse()
         .unwrap_or(mime::APPLICATION_OCTET_STREAM);
-    let response = ServeFile::new_with_mime(path, &mime)
+    // Played by the page's own <audio>, it is inline; opened any other way (a link, a
+    // navigation), it is a download.
+    let played = request
+        .headers()
+        .get("sec-fetch-dest")
+        .is_some_and(|dest| dest == "audio" || dest == "video");
+    let disposition = if played {
+        "inline".to_owned()
+    } else {
+        format!("attachment; filename=\"{}\"", file_stem(&recording.title))
+    };
+    let mut response = ServeFile::new_with_mime(path, &mime)
         .oneshot(request)
         .await
         .map_err(|e| ApiError::Internal(format!("reading audio: {e}")))?;
+    if let Ok(value) = HeaderValue::from_str(&disposition) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_DISPOSITION, value);
+    }
     Ok(response.map(Body::new))
 }
 
@@ -378,7 +407,8 @@ pub async fn get_summary(
     request_body(content = UploadForm, content_type = "multipart/form-data"),
     responses((status = 201, description = "Stored durably and queued for transcription; status PENDING", body = RecordingView),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 413, body = ErrorBody)))]
+        (status = 413, body = ErrorBody),
+        (status = 415, description = "Not audio (judged by content)", body = ErrorBody)))]
 pub async fn upload_recording(
     State(state): State<AppState>,
     principal: Principal,

@@ -155,27 +155,35 @@ pub async fn create_token(
     headers: HeaderMap,
     ApiJson(body): ApiJson<CreateToken>,
 ) -> Result<Response, ApiError> {
-    principal.require_token_management()?;
     let kind = match body.kind.as_deref().unwrap_or("personal") {
         "personal" => TokenKind::Personal,
-        "management" if principal.role == Role::Admin => TokenKind::Management,
-        "management" => {
-            return Err(ApiError::forbidden(
-                "only admins can create management tokens",
-            ));
-        }
-        "project" if matches!(principal.role, Role::Admin | Role::Developer) => TokenKind::Project,
-        "project" => {
-            return Err(ApiError::forbidden(
-                "only admins and developers can create project keys",
-            ));
-        }
+        "management" => TokenKind::Management,
+        "project" => TokenKind::Project,
         other => {
             return Err(ApiError::bad_request(format!(
                 "kind: {other:?} is not one of \"personal\", \"project\", \"management\""
             )));
         }
     };
+    match kind {
+        // Never from a personal token, even an admin's: a leaked PAT must not become a
+        // management token.
+        TokenKind::Management => principal.require_management().map_err(|_| {
+            ApiError::forbidden(
+                "management tokens are made by an admin signed in to the web UI, or with a \
+                 management token",
+            )
+        })?,
+        TokenKind::Project => {
+            principal.require_token_management()?;
+            if !matches!(principal.role, Role::Admin | Role::Developer) {
+                return Err(ApiError::forbidden(
+                    "only admins and developers can create project keys",
+                ));
+            }
+        }
+        TokenKind::Personal => principal.require_token_management()?,
+    }
     // A project key's scope is its type.
     let scopes = match (kind, body.key_type.as_deref()) {
         (TokenKind::Project, Some(key_type)) => Some(vec![key_type.to_owned()]),
@@ -247,7 +255,7 @@ pub async fn token_self(
     principal: Principal,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
 ) -> Result<Response, ApiError> {
-    let Credential::Token(record) = &principal.credential else {
+    let Credential::Token { record, .. } = &principal.credential else {
         return Err(ApiError::bad_request(
             "this request was not made with an API token",
         ));
@@ -317,7 +325,11 @@ pub async fn rotate_token(
     ApiPath(id): ApiPath<i64>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    principal.require_token_management()?;
+    // Management credentials may rotate management tokens; everyone else needs the rights
+    // to manage tokens at all. The token itself is checked once found.
+    if principal.require_management().is_err() {
+        principal.require_token_management()?;
+    }
     let grace = if body.iter().all(u8::is_ascii_whitespace) {
         Duration::ZERO
     } else {
@@ -331,6 +343,7 @@ pub async fn rotate_token(
             .unwrap_or(Duration::ZERO)
     };
     let existing = manageable(&state, &principal, id).await?;
+    principal.require_rotation_of(&existing)?;
     let now = OffsetDateTime::now_utc();
     if existing.status(now) != TokenStatus::Active {
         return Err(ApiError::Conflict(format!(

@@ -6,6 +6,7 @@ use axum::extract::Multipart;
 use axum::extract::multipart::{Field, MultipartRejection};
 use axum::http::StatusCode;
 use hark_core::recordings::validate_title;
+use hark_speech::sniff::{SNIFF_BYTES, audio_content_type};
 use hark_store::DEFAULT_PROJECT_ID;
 use hark_store::audit::Actor;
 use hark_store::blobs::{BlobStore, BlobWriter};
@@ -20,6 +21,10 @@ use crate::transcription::JobOptions;
 
 /// How much of an oversized upload is read (and discarded) before giving up on the client.
 const DRAIN_ALLOWANCE: u64 = 64 * 1024 * 1024;
+
+/// Most bytes a form field other than the file may hold (titles, languages, prompts): the
+/// upload routes have no body limit, so each text field needs its own.
+pub const MAX_TEXT_FIELD_BYTES: usize = 8 * 1024;
 
 /// The multipart form, for the OpenAPI document.
 #[derive(ToSchema)]
@@ -37,9 +42,8 @@ pub struct UploadForm {
 }
 
 struct Received {
-    writer: BlobWriter,
+    audio: ReceivedAudio,
     filename: String,
-    mime: String,
 }
 
 pub async fn accept(
@@ -63,20 +67,13 @@ pub async fn accept(
                     if received.is_some() {
                         return Err(ApiError::bad_request("file: send exactly one file"));
                     }
+                    // The client's Content-Type is ignored: the content says what it is.
                     let filename = field.file_name().unwrap_or("upload").to_owned();
-                    let mime = field
-                        .content_type()
-                        .unwrap_or("application/octet-stream")
-                        .to_owned();
-                    let writer = receive_file(&state.blobs, &mut field, limit).await?;
-                    received = Some(Received {
-                        writer,
-                        filename,
-                        mime,
-                    });
+                    let audio = receive_audio(&state.blobs, &mut field, limit).await?;
+                    received = Some(Received { audio, filename });
                 }
-                "title" => title = Some(field.text().await?),
-                "language" => language = Some(field.text().await?),
+                "title" => title = Some(read_text_field(&mut field).await?),
+                "language" => language = Some(read_text_field(&mut field).await?),
                 _ => {}
             }
         }
@@ -84,9 +81,11 @@ pub async fn accept(
     }
     .await;
     let Some(Received {
-        writer,
+        audio: ReceivedAudio {
+            writer,
+            content_type,
+        },
         filename,
-        mime,
     }) = received
     else {
         read?;
@@ -94,7 +93,7 @@ pub async fn accept(
             "file: a multipart field named `file` is required",
         ));
     };
-    let validated = read.and_then(|()| validate(&writer, title.as_deref(), &filename, language));
+    let validated = read.and_then(|()| validate(title.as_deref(), &filename, language));
     let (title, language) = match validated {
         Ok(v) => v,
         Err(e) => {
@@ -114,10 +113,11 @@ pub async fn accept(
         project_id: principal.project_id().unwrap_or(DEFAULT_PROJECT_ID),
         title,
         original_filename: filename.chars().take(255).collect(),
-        mime_type: mime,
+        mime_type: content_type.to_owned(),
         size_bytes: size,
         blob_key: blob_key.clone(),
         language,
+        submitted_by_key: principal.project_id().and(principal.token_id()),
     };
     let max_attempts = state.pipeline.config.max_attempts;
     let (recording, job) = match state
@@ -147,14 +147,10 @@ pub async fn accept(
 }
 
 fn validate(
-    writer: &BlobWriter,
     title: Option<&str>,
     filename: &str,
     language: Option<String>,
 ) -> Result<(String, Option<String>), ApiError> {
-    if writer.size() == 0 {
-        return Err(ApiError::bad_request("file: the file is empty"));
-    }
     let title = validate_title(title.unwrap_or(filename))?;
     let language = language
         .map(|l| l.trim().to_owned())
@@ -169,15 +165,24 @@ fn validate(
     Ok((title, language))
 }
 
-/// Streams one file field into a new blob, refusing more than `limit` bytes. An oversized
-/// upload is still read on (up to [`DRAIN_ALLOWANCE`] more, then the connection is dropped),
-/// so that clients which send the whole body before reading the answer still get the 413.
-pub async fn receive_file(
+/// A file field streamed into a blob, and the audio type its content turned out to be.
+pub struct ReceivedAudio {
+    pub writer: BlobWriter,
+    pub content_type: &'static str,
+}
+
+/// Streams one file field into a new blob, refusing more than `limit` bytes, an empty
+/// file, and anything whose first bytes are not audio hark decodes (`415`, whatever the
+/// client labelled it). An oversized upload is still read on (up to [`DRAIN_ALLOWANCE`]
+/// more, then the connection is dropped), so that clients which send the whole body
+/// before reading the answer still get the 413.
+pub async fn receive_audio(
     blobs: &BlobStore,
     field: &mut Field<'_>,
     limit: u64,
-) -> Result<BlobWriter, ApiError> {
+) -> Result<ReceivedAudio, ApiError> {
     let mut writer = blobs.writer().await?;
+    let mut head = Vec::with_capacity(SNIFF_BYTES);
     let mut received: u64 = 0;
     let outcome: Result<(), ApiError> = async {
         while let Some(chunk) = field.chunk().await? {
@@ -188,21 +193,62 @@ pub async fn receive_file(
                 }
                 continue;
             }
+            let wanted = SNIFF_BYTES.saturating_sub(head.len()).min(chunk.len());
+            head.extend_from_slice(&chunk[..wanted]);
             writer.write(&chunk).await?;
         }
         Ok(())
     }
     .await;
-    if let Err(e) = outcome {
-        writer.abort().await;
-        return Err(e);
+    let checked = outcome.and_then(|()| {
+        if received > limit {
+            return Err(ApiError::Rejected {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                message: format!("file: larger than the {limit}-byte upload limit"),
+            });
+        }
+        if received == 0 {
+            return Err(ApiError::bad_request("file: the file is empty"));
+        }
+        audio_content_type(&head).ok_or_else(|| ApiError::Rejected {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            message: "file: not audio hark can read (WAV, MP3, FLAC, Ogg, M4A/MP4, WebM, AAC, \
+                      AIFF); judged by its content, not its name or type"
+                .into(),
+        })
+    });
+    match checked {
+        Ok(content_type) => Ok(ReceivedAudio {
+            writer,
+            content_type,
+        }),
+        Err(e) => {
+            writer.abort().await;
+            Err(e)
+        }
     }
-    if received > limit {
-        writer.abort().await;
-        return Err(ApiError::Rejected {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            message: format!("file: larger than the {limit}-byte upload limit"),
-        });
+}
+
+/// A form field other than the file, as text of at most [`MAX_TEXT_FIELD_BYTES`]. A longer
+/// one is read on (and dropped) up to [`DRAIN_ALLOWANCE`] so the client hears the 400.
+pub async fn read_text_field(field: &mut Field<'_>) -> Result<String, ApiError> {
+    let name = field.name().unwrap_or_default().to_owned();
+    let mut bytes = Vec::new();
+    let mut received = 0usize;
+    while let Some(chunk) = field.chunk().await? {
+        received = received.saturating_add(chunk.len());
+        if received > MAX_TEXT_FIELD_BYTES {
+            if received as u64 > DRAIN_ALLOWANCE {
+                break;
+            }
+            continue;
+        }
+        bytes.extend_from_slice(&chunk);
     }
-    Ok(writer)
+    if received > MAX_TEXT_FIELD_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "{name}: longer than {MAX_TEXT_FIELD_BYTES} bytes"
+        )));
+    }
+    String::from_utf8(bytes).map_err(|_| ApiError::bad_request(format!("{name}: not UTF-8 text")))
 }

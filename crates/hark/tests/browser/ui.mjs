@@ -2,6 +2,7 @@
 // Run by crates/hark/tests/browser.rs against a real hark on loopback:
 //   node ui.mjs tokens BASE_URL USERNAME PASSWORD AUDIO_FILE ARTIFACT_DIR
 //   node ui.mjs setup  BASE_URL USERNAME PASSWORD - ARTIFACT_DIR
+//   node ui.mjs inert  BASE_URL ADMIN PASSWORD '{"link","path","member"}' ARTIFACT_DIR
 // Prints one JSON line with what the Rust side needs to check (e.g. the token it saw, so
 // it can assert the server never logged it); exits non-zero on the first failed check.
 
@@ -45,12 +46,45 @@ async function apiStatus(token, route) {
   return res.status;
 }
 
-async function signIn() {
-  await page.goto(base);
-  await page.getByLabel("Username").fill(username);
-  await page.getByLabel("Password").fill(password);
-  await page.getByRole("button", { name: "Sign in" }).click();
-  await page.getByRole("heading", { name: "Recordings" }).waitFor();
+async function signIn(on = page, who = username) {
+  await on.goto(base);
+  await on.getByLabel("Username").fill(who);
+  await on.getByLabel("Password").fill(password);
+  await on.getByRole("button", { name: "Sign in" }).click();
+  await on.getByRole("heading", { name: "Recordings" }).waitFor();
+}
+
+// A member uploaded a WAV-headed HTML page (the Rust side did) and sends an admin a link to
+// it carrying the member's token. Neither opening that link signed in, nor the owner opening
+// their own upload, may run it: the page would mint a management token with the cookie.
+async function inert() {
+  const { link, path: audioPath, member } = JSON.parse(audioFile);
+  await signIn();
+  const tokensBefore = (await (await page.request.get(`${base}/api/tokens`)).json()).tokens.length;
+  const opened = await page.goto(`${base}${link}`);
+  check(opened.status() === 400, `the token link is refused beside the session: ${opened.status()}`);
+  check((await page.title()) !== "pwned", "nothing ran in the admin's tab");
+  await shot("token-link-refused");
+
+  const owner = await browser.newContext();
+  const ownerPage = await owner.newPage();
+  ownerPage.on("pageerror", (error) => problems.push(String(error)));
+  await signIn(ownerPage, member);
+  const download = ownerPage.waitForEvent("download", { timeout: 15_000 });
+  await ownerPage.goto(`${base}${audioPath}`).catch(() => {});
+  check((await download).suggestedFilename().length > 0, "opened directly, the upload is a download");
+  check((await ownerPage.title()) !== "pwned", "nothing ran in the owner's tab");
+  const headers = await ownerPage.evaluate(async (p) => {
+    const r = await fetch(p);
+    return { csp: r.headers.get("content-security-policy"), sniff: r.headers.get("x-content-type-options"), type: r.headers.get("content-type") };
+  }, audioPath);
+  check(headers.csp.includes("sandbox") && headers.sniff === "nosniff" && headers.type === "audio/wav", JSON.stringify(headers));
+  await owner.close();
+
+  await page.waitForTimeout(500);
+  const after = (await (await page.request.get(`${base}/api/tokens`)).json()).tokens;
+  check(after.length === tokensBefore && !after.some((t) => t.name === "pwned"), "no token was minted");
+  return {};
 }
 
 async function tokens() {
@@ -182,7 +216,7 @@ async function setup() {
 
 let result;
 try {
-  result = mode === "setup" ? await setup() : await tokens();
+  result = mode === "setup" ? await setup() : mode === "inert" ? await inert() : await tokens();
   check(foreign.length === 0, `requests left the origin: ${foreign.join(", ")}`);
   check(problems.length === 0, `console errors (CSP or script): ${problems.join(" | ")}`);
   console.log(JSON.stringify({ ok: true, ...result }));

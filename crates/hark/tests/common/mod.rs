@@ -84,6 +84,18 @@ impl TestServer {
         self.base = base;
     }
 
+    /// The server's peak resident memory so far (VmHWM), in MiB.
+    pub fn peak_memory_mib(&self) -> u64 {
+        let pid = self.child.as_ref().expect("server running").id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .expect("VmHWM")
+            / 1024
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
@@ -220,13 +232,33 @@ impl TestServer {
         created
     }
 
-    /// A management token made over HTTP by an admin (whose token is `admin`).
-    pub async fn management_token(&self, admin: &str) -> String {
-        self.api_token(admin, json!({"name": "ops", "kind": "management"}))
-            .await["token"]
-            .as_str()
-            .expect("token")
-            .to_owned()
+    /// `POST path` with a JSON body as a signed-in browser (the `cookie` from [`login`]).
+    pub async fn post_json_as_session(&self, path: &str, cookie: &str, body: Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .header("cookie", cookie)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A management token made by the admin `username` signed in to the web UI — the only
+    /// way to mint the first one (personal tokens cannot).
+    pub async fn management_token(&self, username: &str) -> String {
+        let cookie = self.login(username).await;
+        let res = self
+            .post_json_as_session(
+                "/api/tokens",
+                &cookie,
+                json!({"name": "ops", "kind": "management"}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let created: Value = res.json().await.unwrap();
+        let token = created["token"].as_str().expect("token").to_owned();
+        self.saw_secret(&token);
+        token
     }
 
     pub async fn upload(&self, token: &str, file: &Path, title: Option<&str>) -> Response {
