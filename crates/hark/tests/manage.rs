@@ -364,19 +364,7 @@ async fn deleting_a_project_revokes_its_keys_and_keeps_recordings_safe() {
     };
     let temp_key = key_for(temp).await;
     let busy_key = key_for(busy).await;
-    let bytes = std::fs::read(shared_audio("support_02.wav")).unwrap();
-    let form = reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::bytes(bytes).file_name("support_02.wav"),
-    );
-    let res = server
-        .client
-        .post(server.url("/api/v3/speech-to-text"))
-        .bearer_auth(&busy_key)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+    let res = server.submit_batch(&busy_key).await;
     assert_eq!(res.status(), StatusCode::CREATED);
 
     let res = server

@@ -9,24 +9,6 @@ use common::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-async fn submit(server: &TestServer, token: &str) -> reqwest::Response {
-    let bytes = std::fs::read(shared_audio("support_02.wav")).unwrap();
-    let form = reqwest::multipart::Form::new()
-        .part(
-            "file",
-            reqwest::multipart::Part::bytes(bytes).file_name("support_02.wav"),
-        )
-        .text("language", "en");
-    server
-        .client
-        .post(server.url("/api/v3/speech-to-text"))
-        .bearer_auth(token)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap()
-}
-
 async fn key(server: &TestServer, by: &str, project: i64, key_type: &str) -> Value {
     server
         .api_token(
@@ -114,7 +96,7 @@ async fn a_batch_key_reaches_only_its_projects_batch_api() {
         .unwrap()
         .to_owned();
 
-    let res = submit(&server, &batch).await;
+    let res = server.submit_batch(&batch).await;
     assert_eq!(res.status(), StatusCode::CREATED);
     let created: Value = res.json().await.unwrap();
     let session = format!("/api/v3/sessions/{}", created["session_id"]);
@@ -145,7 +127,7 @@ async fn a_batch_key_reaches_only_its_projects_batch_api() {
         assert_eq!(status, expected, "{path}");
     }
     assert_eq!(
-        submit(&server, &realtime).await.status(),
+        server.submit_batch(&realtime).await.status(),
         StatusCode::FORBIDDEN
     );
     let res = server
@@ -156,7 +138,7 @@ async fn a_batch_key_reaches_only_its_projects_batch_api() {
         StatusCode::FORBIDDEN,
         "not the recordings API"
     );
-    let res = submit(&server, &other_batch).await;
+    let res = server.submit_batch(&other_batch).await;
     let created: Value = res.json().await.unwrap();
     let rec: Value = server
         .get(
@@ -188,7 +170,7 @@ async fn developers_revoke_project_keys_members_cannot() {
         .delete(&format!("/api/tokens/{id}"), &developer)
         .await;
     assert!(res.status().is_success());
-    assert_auth_failed(submit(&server, secret).await).await;
+    assert_auth_failed(server.submit_batch(secret).await).await;
     // A developer cannot revoke someone else's personal token.
     let admins_pat: Value = server
         .get("/api/tokens/self", &admin)

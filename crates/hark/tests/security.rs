@@ -41,14 +41,7 @@ async fn upload_bytes(
             .mime_str(label)
             .unwrap(),
     );
-    server
-        .client
-        .post(server.url("/api/recordings"))
-        .bearer_auth(token)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap()
+    server.post_form("/api/recordings", token, form).await
 }
 
 fn header(res: &reqwest::Response, name: &str) -> String {
@@ -163,21 +156,6 @@ async fn upload(server: &TestServer, token: &str) -> Value {
     res.json().await.unwrap()
 }
 
-async fn submit_batch(server: &TestServer, token: &str) -> Value {
-    let bytes = std::fs::read(shared_audio("support_02.wav")).unwrap();
-    let form = Form::new().part("file", Part::bytes(bytes).file_name("support_02.wav"));
-    let res = server
-        .client
-        .post(server.url("/api/v3/speech-to-text"))
-        .bearer_auth(token)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::CREATED);
-    res.json().await.unwrap()
-}
-
 #[tokio::test]
 async fn project_keys_read_only_what_their_projects_keys_submitted() {
     let server = TestServer::start().await;
@@ -200,7 +178,9 @@ async fn project_keys_read_only_what_their_projects_keys_submitted() {
     let (ingest, reader) = (key("ingest").await, key("reader").await);
     let private = upload(&server, &member).await;
     let own_upload = upload(&server, &developer).await;
-    let submitted = submit_batch(&server, &ingest).await;
+    let res = server.submit_batch(&ingest).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let submitted: Value = res.json().await.unwrap();
     // The attack: a default-project key counting through ids.
     for id in [&private["id"], &own_upload["id"]] {
         for key in [&ingest, &reader] {
@@ -472,14 +452,7 @@ async fn form_fields_beside_the_file_are_capped() {
             Part::bytes(std::fs::read(shared_audio("meeting_01.wav")).unwrap()).file_name("a.wav"),
         )
         .part("title", Part::stream(reqwest::Body::wrap_stream(stream)));
-    let res = server
-        .client
-        .post(server.url("/api/recordings"))
-        .bearer_auth(&token)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+    let res = server.post_form("/api/recordings", &token, form).await;
     let (status, _) = error_code(res).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let grown = server.peak_memory_mib().saturating_sub(before);
@@ -494,13 +467,8 @@ async fn form_fields_beside_the_file_are_capped() {
         .text("model", "whisper-1")
         .text("prompt", prompt);
     let res = server
-        .client
-        .post(server.url("/v1/audio/transcriptions"))
-        .bearer_auth(&token)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+        .post_form("/v1/audio/transcriptions", &token, form)
+        .await;
     let (status, _) = error_code(res).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "OpenAI form fields too");
     let tmp = server.data_dir.path().join("blobs/tmp");

@@ -86,14 +86,9 @@ async fn in_chromium_an_uploaded_page_never_runs_in_harks_origin() {
                 .mime_str(label)
                 .unwrap(),
         );
-        server
-            .client
-            .post(server.url("/api/recordings"))
-            .bearer_auth(&member)
-            .multipart(form)
-            .send()
+        server.post_form("/api/recordings", &member, form)
     };
-    let res = upload(html.clone(), "text/html").await.unwrap();
+    let res = upload(html, "text/html").await;
     assert_eq!(
         res.status(),
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -107,7 +102,7 @@ async fn in_chromium_an_uploaded_page_never_runs_in_harks_origin() {
           'application/json'},body:JSON.stringify({name:'pwned',kind:'management'})});\
           document.title='pwned'</script></html>",
     );
-    let res = upload(polyglot, "text/html").await.unwrap();
+    let res = upload(polyglot, "text/html").await;
     assert_eq!(res.status(), StatusCode::CREATED);
     let id = res.json::<Value>().await.unwrap()["id"].clone();
     let path = format!("/api/recordings/{id}/audio");

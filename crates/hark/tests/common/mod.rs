@@ -261,6 +261,34 @@ impl TestServer {
         token
     }
 
+    /// `POST path` with a multipart form, as `token`.
+    pub async fn post_form(
+        &self,
+        path: &str,
+        token: &str,
+        form: reqwest::multipart::Form,
+    ) -> Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Submits support_02.wav to the Scriptix-style batch API (`/api/v3/speech-to-text`).
+    pub async fn submit_batch(&self, token: &str) -> Response {
+        let bytes = std::fs::read(shared_audio("support_02.wav")).expect("clip");
+        let form = reqwest::multipart::Form::new()
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(bytes).file_name("support_02.wav"),
+            )
+            .text("language", "en");
+        self.post_form("/api/v3/speech-to-text", token, form).await
+    }
+
     pub async fn upload(&self, token: &str, file: &Path, title: Option<&str>) -> Response {
         let bytes = std::fs::read(file).expect("audio file");
         let name = file.file_name().unwrap().to_string_lossy().into_owned();
@@ -274,13 +302,7 @@ impl TestServer {
         if let Some(t) = title {
             form = form.text("title", t.to_owned());
         }
-        self.client
-            .post(self.url("/api/recordings"))
-            .bearer_auth(token)
-            .multipart(form)
-            .send()
-            .await
-            .unwrap()
+        self.post_form("/api/recordings", token, form).await
     }
 
     /// Retries `check` until it holds or `limit` passes; returns how long it took.
