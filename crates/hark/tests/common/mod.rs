@@ -195,6 +195,11 @@ impl TestServer {
         pair
     }
 
+    /// `GET path` with no credential at all (URL tokens, public routes).
+    pub async fn get_anonymous(&self, path: &str) -> Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
     pub async fn get(&self, path: &str, token: &str) -> Response {
         self.client
             .get(self.url(path))
