@@ -114,4 +114,20 @@ pub struct Segment {
     pub start: f64,
     pub end: f64,
     pub text: String,
+    /// Word timings where the engine made them; transcripts stored before words existed
+    /// (and remote engines' ones) have none, so the field is optional both ways.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub words: Vec<Word>,
+}
+
+/// One timed word of a segment, in OpenAI's and faster-whisper's shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Word {
+    /// The word with its leading space, as Whisper spells it.
+    pub word: String,
+    pub start: f64,
+    pub end: f64,
+    /// The mean probability of the word's tokens (0 to 1).
+    #[serde(default)]
+    pub probability: f32,
 }

@@ -62,11 +62,13 @@ mod tests {
                 start: 0.0,
                 end: 2.5,
                 text: " Hello there.".into(),
+                words: Vec::new(),
             },
             Segment {
                 start: 3661.0,
                 end: 3662.042,
                 text: " Bye.".into(),
+                words: Vec::new(),
             },
         ]
     }

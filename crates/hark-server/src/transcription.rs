@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use hark_core::recordings::Segment;
+use hark_core::recordings::{Segment, Word};
 use hark_speech::audio::DecodeLimits;
 use hark_speech::remote::RemoteEngine;
 use hark_speech::summary::ChatSummarizer;
@@ -266,15 +266,7 @@ async fn process(state: &AppState, worker: &str, job: Job) {
     }
     let summary = state.pipeline.summarize(&outcome.text()).await;
     let stored = Outcome {
-        segments: outcome
-            .segments
-            .iter()
-            .map(|s| Segment {
-                start: s.start,
-                end: s.end,
-                text: s.text.trim().to_owned(),
-            })
-            .collect(),
+        segments: outcome.segments.iter().map(stored_segment).collect(),
         summary,
         duration_seconds: outcome.duration,
         language: outcome.language.clone(),
@@ -290,6 +282,26 @@ async fn process(state: &AppState, worker: &str, job: Job) {
             "lease lost before completion; another worker owns the job"
         ),
         Err(e) => retry_or_fail(state, worker, &job, &e.to_string()).await,
+    }
+}
+
+/// The engine's segment as stored and served: text trimmed, words kept as they are (their
+/// leading spaces are how they join back into the text).
+pub fn stored_segment(s: &hark_speech::Segment) -> Segment {
+    Segment {
+        start: s.start,
+        end: s.end,
+        text: s.text.trim().to_owned(),
+        words: s
+            .words
+            .iter()
+            .map(|w| Word {
+                word: w.text.clone(),
+                start: w.start,
+                end: w.end,
+                probability: w.probability,
+            })
+            .collect(),
     }
 }
 

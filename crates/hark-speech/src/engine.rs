@@ -36,6 +36,9 @@ pub struct Options {
     pub compression_ratio_threshold: f64,
     pub logprob_threshold: f64,
     pub no_speech_threshold: f64,
+    /// Times each word from the cross-attention of the model's alignment heads (one more
+    /// decoder pass per window); off by default because most callers want segments only.
+    pub word_timestamps: bool,
 }
 
 impl Default for Options {
@@ -50,8 +53,23 @@ impl Default for Options {
             compression_ratio_threshold: 2.4,
             logprob_threshold: -1.0,
             no_speech_threshold: 0.6,
+            word_timestamps: false,
         }
     }
+}
+
+/// One word, timed by aligning the decoder's cross-attention with the audio (never by
+/// spreading a segment's span over its words).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Word {
+    /// Seconds from the start of the audio.
+    pub start: f64,
+    pub end: f64,
+    /// The word as Whisper's tokens spell it, leading space included (faster-whisper's
+    /// convention), so that joining a segment's words gives its text.
+    pub text: String,
+    /// The mean probability of the word's tokens.
+    pub probability: f32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -59,6 +77,8 @@ pub struct Segment {
     pub start: f64,
     pub end: f64,
     pub text: String,
+    /// Empty unless `Options::word_timestamps` asked for them.
+    pub words: Vec<Word>,
 }
 
 #[derive(Debug, Clone)]
@@ -334,6 +354,7 @@ impl Engine {
                         start: time(first),
                         end: time(end),
                         text: self.tokenizer.decode(piece),
+                        words: Vec::new(),
                     });
                 }
                 last = cut;
@@ -358,6 +379,7 @@ impl Engine {
                     start: offset,
                     end: offset + duration,
                     text,
+                    words: Vec::new(),
                 });
             }
             (segments, window_frames)

@@ -17,6 +17,7 @@ pub mod tokenizer;
 pub mod weights;
 pub mod whisper;
 
+pub use engine::Word;
 pub use engine::{Engine, Options, Segment, Transcript};
 
 use thiserror::Error;

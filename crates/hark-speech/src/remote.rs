@@ -127,6 +127,7 @@ impl RemoteEngine {
                 start: s.start,
                 end: s.end,
                 text: s.text,
+                words: Vec::new(),
             })
             .collect();
         if segments.is_empty() && !verbose.text.trim().is_empty() {
@@ -134,6 +135,7 @@ impl RemoteEngine {
                 start: 0.0,
                 end: duration,
                 text: verbose.text,
+                words: Vec::new(),
             });
         }
         Ok(Transcript {

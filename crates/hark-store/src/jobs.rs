@@ -467,6 +467,7 @@ mod tests {
             start: 0.0,
             end: 1.5,
             text: " Hello".into(),
+            words: Vec::new(),
         }];
         let outcome = Outcome {
             segments: segments.clone(),

@@ -60,6 +60,7 @@ async fn local(data_dir: &Path, args: TranscribeArgs) -> anyhow::Result<()> {
             start: s.start,
             end: s.end,
             text: s.text.trim().to_owned(),
+            words: Vec::new(),
         })
         .collect();
     print!("{}", render(&segments, args.format, &transcript.language)?);

@@ -18,7 +18,7 @@ use super::uploads::{read_text_field, receive_audio};
 use crate::auth::Principal;
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
-use crate::transcription::JobOptions;
+use crate::transcription::{JobOptions, stored_segment};
 
 /// The model names clients may send; all run hark's configured engine.
 const MODELS: [&str; 2] = ["whisper-1", "whisper-tiny.en"];
@@ -163,15 +163,7 @@ pub async fn transcriptions(
         SpeechError::Audio(message) => ApiError::bad_request(format!("file: {message}")),
         other => ApiError::Internal(other.to_string()),
     })?;
-    let segments: Vec<Segment> = transcript
-        .segments
-        .iter()
-        .map(|s| Segment {
-            start: s.start,
-            end: s.end,
-            text: s.text.trim().to_owned(),
-        })
-        .collect();
+    let segments: Vec<Segment> = transcript.segments.iter().map(stored_segment).collect();
     let text = transcripts::plain_text(&segments);
     let plain = |content_type: &'static str, body: String| {
         ([(header::CONTENT_TYPE, content_type)], body).into_response()
