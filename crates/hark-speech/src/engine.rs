@@ -3,6 +3,7 @@
 //! starting where the last confidently timed segment ended.
 
 use std::io::Write;
+use std::ops::Range;
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
@@ -13,6 +14,7 @@ use crate::ct2::Ct2Model;
 use crate::decode::{Decoder, Suppression, WindowRequest, WindowResult};
 use crate::hf::HfWhisper;
 use crate::mel::{HOP, Spectrogram, WINDOW_FRAMES, filterbank};
+use crate::timing::{Aligner, add_word_timestamps, settle};
 use crate::tokenizer::Tokenizer;
 use crate::whisper::Whisper;
 
@@ -107,6 +109,10 @@ struct SuppressionConfig {
     suppress_ids: Vec<u32>,
     #[serde(default, alias = "begin_suppress_tokens")]
     suppress_ids_begin: Vec<u32>,
+    /// `[layer, head]` pairs of the decoder's cross-attention heads that follow the audio
+    /// (for word timestamps).
+    #[serde(default)]
+    alignment_heads: Vec<(usize, usize)>,
 }
 
 impl SuppressionConfig {
@@ -124,6 +130,9 @@ impl SuppressionConfig {
             if config.suppress_ids_begin.is_empty() {
                 config.suppress_ids_begin = found.suppress_ids_begin;
             }
+            if config.alignment_heads.is_empty() {
+                config.alignment_heads = found.alignment_heads;
+            }
         }
         Ok(config)
     }
@@ -135,6 +144,8 @@ pub struct Engine {
     filters: Vec<f32>,
     suppression: Suppression,
     english_only: bool,
+    /// `(decoder layer, head)` pairs whose cross-attention times words.
+    alignment_heads: Vec<(usize, usize)>,
 }
 
 impl Engine {
@@ -175,7 +186,16 @@ impl Engine {
         // Multilingual Whisper vocabularies hold 51,865 tokens or more (language and task
         // tokens); the English-only ones (`*.en`) 51,864.
         let english_only = model.dims.vocab < 51865;
+        // Without a list, OpenAI's default: every head of the upper half of the layers.
+        let mut alignment_heads = config.alignment_heads;
+        if alignment_heads.is_empty() {
+            let (layers, heads) = (model.dims.decoder_layers, model.dims.decoder_heads);
+            alignment_heads = (layers / 2..layers)
+                .flat_map(|l| (0..heads).map(move |h| (l, h)))
+                .collect();
+        }
         Ok(Engine {
+            alignment_heads,
             filters: filterbank(model.dims.n_mels),
             model,
             tokenizer,
@@ -204,6 +224,14 @@ impl Engine {
             }
             sot_sequence.extend(special.transcribe);
         }
+        // Word alignment reads the text after the bare start sequence, as timing.py does.
+        let align_sequence = sot_sequence.clone();
+        let aligner = Aligner {
+            model: &self.model,
+            tokenizer: &self.tokenizer,
+            heads: &self.alignment_heads,
+        };
+        let mut last_speech = 0.0;
         if !options.timestamps {
             sot_sequence.push(special.no_timestamps);
         }
@@ -275,8 +303,34 @@ impl Engine {
                 progress((seek.min(content)) as f64 / content as f64);
                 continue;
             }
-            let (mut window_segments, advance) =
+            let (mut window_segments, pieces, advance) =
                 self.split_segments(&result.tokens, offset, window_seconds, window_frames);
+            if options.word_timestamps {
+                let texts: Vec<Vec<u32>> = pieces
+                    .into_iter()
+                    .map(|piece| {
+                        result.tokens[piece]
+                            .iter()
+                            .copied()
+                            .filter(|t| *t < special.eot)
+                            .collect()
+                    })
+                    .collect();
+                let alignment = aligner.align(
+                    &audio,
+                    &align_sequence,
+                    &texts.concat(),
+                    window_frames,
+                    &language,
+                )?;
+                add_word_timestamps(
+                    &mut window_segments,
+                    &texts,
+                    alignment,
+                    offset,
+                    &mut last_speech,
+                );
+            }
             segments.append(&mut window_segments);
             if temperature > 0.5 {
                 history.clear();
@@ -287,9 +341,11 @@ impl Engine {
             progress((seek.min(content)) as f64 / content as f64);
         }
         segments.retain(|s| !s.text.trim().is_empty());
+        let duration = samples.len() as f64 / 16_000.0;
+        settle(&mut segments, duration);
         Ok(Transcript {
             segments,
-            duration: samples.len() as f64 / 16_000.0,
+            duration,
             language,
         })
     }
@@ -320,15 +376,15 @@ impl Engine {
         }
     }
 
-    /// Cuts a window's tokens into segments at consecutive timestamps; returns them and how
-    /// many mel frames to advance.
+    /// Cuts a window's tokens into segments at consecutive timestamps; returns them, the
+    /// range of `tokens` each came from, and how many mel frames to advance.
     fn split_segments(
         &self,
         tokens: &[u32],
         offset: f64,
         window_seconds: f64,
         window_frames: usize,
-    ) -> (Vec<Segment>, usize) {
+    ) -> (Vec<Segment>, Vec<Range<usize>>, usize) {
         let ts_begin = self.tokenizer.tokens.timestamp_begin;
         let is_ts = |t: &u32| *t >= ts_begin;
         let time = |t: u32| offset + f64::from(t - ts_begin) * TIME_PRECISION;
@@ -339,6 +395,7 @@ impl Engine {
             .filter(|&i| is_ts(&tokens[i - 1]) && is_ts(&tokens[i]))
             .collect();
         let mut segments = Vec::new();
+        let mut pieces = Vec::new();
         if !cuts.is_empty() {
             if single_ending {
                 cuts.push(tokens.len());
@@ -356,6 +413,7 @@ impl Engine {
                         text: self.tokenizer.decode(piece),
                         words: Vec::new(),
                     });
+                    pieces.push(last..cut);
                 }
                 last = cut;
             }
@@ -365,7 +423,7 @@ impl Engine {
                 let last_ts = tokens[last - 1];
                 (last_ts - ts_begin) as usize * FRAMES_PER_STEP
             };
-            (segments, advance)
+            (segments, pieces, advance)
         } else {
             let mut duration = window_seconds;
             if let Some(&last) = tokens.iter().rev().find(|t| is_ts(t))
@@ -381,8 +439,9 @@ impl Engine {
                     text,
                     words: Vec::new(),
                 });
+                pieces.push(0..tokens.len());
             }
-            (segments, window_frames)
+            (segments, pieces, window_frames)
         }
     }
 }

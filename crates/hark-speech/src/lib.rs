@@ -13,6 +13,7 @@ pub mod mel;
 pub mod remote;
 pub mod sniff;
 pub mod summary;
+mod timing;
 pub mod tokenizer;
 pub mod vad;
 pub mod weights;

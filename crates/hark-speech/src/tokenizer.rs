@@ -135,6 +135,12 @@ impl Tokenizer {
 
     /// Text of the given ids; special and timestamp tokens are skipped.
     pub fn decode(&self, ids: &[u32]) -> String {
+        String::from_utf8_lossy(&self.bytes(ids)).into_owned()
+    }
+
+    /// The UTF-8 bytes of the given text ids, which need not end on a character boundary
+    /// (a character may span tokens: word splitting waits for it to complete).
+    pub fn bytes(&self, ids: &[u32]) -> Vec<u8> {
         let mut bytes = Vec::new();
         for &id in ids {
             if id >= self.tokens.eot {
@@ -144,7 +150,7 @@ impl Tokenizer {
                 bytes.extend(piece.chars().filter_map(|c| self.byte_of.get(&c).copied()));
             }
         }
-        String::from_utf8_lossy(&bytes).into_owned()
+        bytes
     }
 
     /// Ids whose text holds no letters or digits but punctuation and symbols that Whisper

@@ -349,6 +349,59 @@ impl Whisper {
     /// last position of each sequence, [batch, vocab].
     pub fn decode_last(&self, tokens: &Tensor, state: &mut DecoderState) -> Result<Tensor> {
         let n = tokens.dim(1)?;
+        let x = self.run_decoder(tokens, state, &mut [])?;
+        let last = self
+            .decoder_ln
+            .forward(&x.i((.., n - 1..n, ..))?)?
+            .squeeze(1)?;
+        self.project(&last)
+    }
+
+    /// Teacher-forces one sequence of `tokens` against `audio` ([1, frames, d]) in a single
+    /// pass, for word alignment: returns the logits of the positions in `logit_rows`,
+    /// [rows, vocab] (the projection is most of the pass's cost, so only rows wanted are
+    /// made), and for each decoder layer whose `scores` slot is `Some` on entry, that
+    /// layer's cross-attention scores before the softmax, [heads, n, frames] (OpenAI's
+    /// `QKs`; the softmax is taken later, over the window's audio frames only).
+    pub fn forced(
+        &self,
+        audio: &Tensor,
+        tokens: &[u32],
+        logit_rows: std::ops::Range<usize>,
+        scores: &mut [Option<Tensor>],
+    ) -> Result<Tensor> {
+        let mut state = self.start(audio)?;
+        let ids = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
+        let x = self.run_decoder(&ids, &mut state, scores)?;
+        let (first, end) = (logit_rows.start, logit_rows.end.min(tokens.len()));
+        if first >= end {
+            return Err(SpeechError::Model(
+                "no logits asked of the forced pass".into(),
+            ));
+        }
+        let hidden = self
+            .decoder_ln
+            .forward(&x.squeeze(0)?.narrow(0, first, end - first)?)?;
+        // The vocabulary projection goes through the few-rows kernel a block of rows at a
+        // time: it reads the f16 embeddings in place instead of an 80 MB f32 copy.
+        let n = hidden.dim(0)?;
+        let blocks = (0..n)
+            .step_by(few_rows::MAX_ROWS)
+            .map(|at| self.project(&hidden.narrow(0, at, few_rows::MAX_ROWS.min(n - at))?))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Tensor::cat(&blocks, 0)?)
+    }
+
+    /// Hidden states `[batch, n, d]` (before the final layer norm) after every decoder
+    /// layer. A layer whose slot in `scores` is `Some` (on entry) gets it replaced by its
+    /// cross-attention scores; `scores` may be shorter than the layer count.
+    fn run_decoder(
+        &self,
+        tokens: &Tensor,
+        state: &mut DecoderState,
+        scores: &mut [Option<Tensor>],
+    ) -> Result<Tensor> {
+        let n = tokens.dim(1)?;
         if state.len + n > self.dims.text_ctx {
             return Err(SpeechError::Model("decoder context is full".into()));
         }
@@ -370,20 +423,29 @@ impl Whisper {
                 .self_attn
                 .cached_attend(&h, mask.as_ref(), &mut state.cache[i])?)?;
             let h = layer.cross_ln.forward(&x)?;
-            x = (x + layer.cross_attn.cross_attend(&h, &state.cross[i])?)?;
+            let cross = match scores.get_mut(i) {
+                Some(slot @ Some(_)) => {
+                    let (out, qk) = layer.cross_attn.cross_attend_scored(&h, &state.cross[i])?;
+                    *slot = Some(qk);
+                    out
+                }
+                _ => layer.cross_attn.cross_attend(&h, &state.cross[i])?,
+            };
+            x = (x + cross)?;
             let h = layer.ffn_ln.forward(&x)?;
             x = (x + layer
                 .ffn_out
                 .forward(&layer.ffn_in.forward(&h)?.gelu_erf()?)?)?;
         }
         state.len += n;
-        let last = self
-            .decoder_ln
-            .forward(&x.i((.., n - 1..n, ..))?)?
-            .squeeze(1)?;
-        match few_rows::linear(&last, &self.embeddings, None)? {
+        Ok(x)
+    }
+
+    /// The output projection (tied to the token embeddings): `[m, d]` → `[m, vocab]`.
+    fn project(&self, rows: &Tensor) -> Result<Tensor> {
+        match few_rows::linear(rows, &self.embeddings, None)? {
             Some(logits) => Ok(logits),
-            None => Ok(last.matmul(&self.embeddings.tensor().to_dtype(DType::F32)?.t()?)?),
+            None => Ok(rows.matmul(&self.embeddings.tensor().to_dtype(DType::F32)?.t()?)?),
         }
     }
 }
@@ -439,6 +501,19 @@ impl Attention {
         }
         let weights = candle_nn::ops::softmax_last_dim(&scores)?;
         Ok(weights.matmul(v)?)
+    }
+
+    /// Cross-attention of one sequence that also hands back its scores before the
+    /// softmax, `[heads, n, frames]`, for word alignment.
+    fn cross_attend_scored(&self, x: &Tensor, audio: &AudioKeys) -> Result<(Tensor, Tensor)> {
+        let q = self.split_heads(&self.qkv_or_q.forward(x)?)?;
+        let scale = 1.0 / (q.dim(D::Minus1)? as f64).sqrt();
+        let scores = (q.matmul(&audio.keys.t()?)? * scale)?;
+        let weights = candle_nn::ops::softmax_last_dim(&scores)?;
+        let out = self
+            .out
+            .forward(&Self::merge_heads(&weights.matmul(&audio.values)?)?)?;
+        Ok((out, scores.squeeze(0)?))
     }
 
     fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
