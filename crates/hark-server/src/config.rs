@@ -2,6 +2,7 @@ use std::net::SocketAddr;
 
 use time::Duration;
 
+use crate::streams::StreamLimits;
 use crate::tokens::TokenLimits;
 
 /// Server settings; the binary fills them from flags and the environment.
@@ -27,6 +28,8 @@ pub struct ServerConfig {
     pub failed_auths_per_minute: u32,
     /// Most active tokens per user and per workspace.
     pub token_limits: TokenLimits,
+    /// Caps and timeouts of live streams.
+    pub streams: StreamLimits,
 }
 
 impl Default for ServerConfig {
@@ -43,6 +46,7 @@ impl Default for ServerConfig {
             token_requests_per_minute: 600,
             failed_auths_per_minute: 30,
             token_limits: TokenLimits::default(),
+            streams: StreamLimits::default(),
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod error;
 mod routes;
 mod security_headers;
 pub mod state;
+pub mod streams;
 pub mod tokens;
 pub mod transcription;
 mod web;
@@ -32,9 +33,16 @@ use crate::error::error_response;
 /// The complete application: API routes, OpenAPI document, web UI, JSON fallbacks, limits,
 /// logs.
 pub fn app(state: AppState) -> Router {
-    let (api, openapi) = routes::api();
+    let (api, mut openapi) = routes::api();
+    // The real-time handshake is one handler under several paths; the document says so.
+    if let Some(item) = openapi.paths.paths.get("/v2").cloned() {
+        for alias in ["/v2/{language}", "/api/v3/realtime"] {
+            openapi.paths.paths.insert(alias.to_owned(), item.clone());
+        }
+    }
     let json_limit = state.config.max_json_bytes;
-    api.layer(Extension(Arc::new(openapi)))
+    api.merge(routes::realtime_aliases())
+        .layer(Extension(Arc::new(openapi)))
         .merge(web::router())
         .fallback(|| async { error_response(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {

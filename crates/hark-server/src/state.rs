@@ -8,6 +8,7 @@ use hark_store::blobs::BlobStore;
 use crate::auth::limits::RequestLimits;
 use crate::auth::{LastUsedRecorder, LoginThrottle, TokenAuthenticator};
 use crate::config::ServerConfig;
+use crate::streams::Streams;
 use crate::transcription::{Pipeline, PipelineConfig};
 
 /// What every handler can reach. axum clones the state for every request, so it is one
@@ -26,6 +27,8 @@ pub struct Shared {
     pub login_throttle: LoginThrottle,
     /// Requests per token, failed token authentications per client IP.
     pub limits: RequestLimits,
+    /// Live transcription sessions.
+    pub streams: Streams,
 }
 
 impl Deref for AppState {
@@ -49,7 +52,9 @@ impl AppState {
             config.token_requests_per_minute,
             config.failed_auths_per_minute,
         );
+        let streams = Streams::new(config.streams.clone());
         Ok(AppState(Arc::new(Shared {
+            streams,
             store,
             blobs,
             auth,

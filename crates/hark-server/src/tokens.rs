@@ -3,11 +3,12 @@
 use hark_core::expiry::Expiry;
 use hark_core::scopes::{Scope, Scopes};
 use hark_core::tokens::{self, TokenKind, TokenSecret};
-use hark_store::Store;
 use hark_store::audit::Actor;
 use hark_store::tokens::{NewToken, TokenRecord};
+use hark_store::{DEFAULT_PROJECT_ID, Store};
 use time::OffsetDateTime;
 
+use crate::auth::{Credential, Principal};
 use crate::error::ApiError;
 
 /// The default lifetime when none is given: long enough to be useful, short enough that a
@@ -158,6 +159,8 @@ pub async fn issue(
             hash: generated.hash,
             expires_at,
             requests_per_minute: request.requests_per_minute,
+            parent_id: None,
+            temporary: false,
         })
         .await?;
     store
@@ -201,4 +204,101 @@ pub async fn revoke(store: &Store, id: i64, actor: &Actor) -> Result<TokenRecord
         )
         .await?;
     Ok(record)
+}
+
+/// Shortest and longest lifetimes of a temporary key, in seconds (Speechmatics' range).
+pub const TEMPORARY_TTL_SECONDS: std::ops::RangeInclusive<i64> = 60..=86_400;
+
+/// What a temporary key is for: one API type, one project, a few minutes or hours.
+pub struct TemporaryRequest {
+    /// `Batch` or `Realtime`: the key does that and nothing else.
+    pub scope: Scope,
+    pub ttl_seconds: i64,
+    /// For people and personal tokens: the project to bind the key to (default project
+    /// when absent). A project key's temporary keys are always in its own project.
+    pub project_id: Option<i64>,
+}
+
+/// Mints a short-lived project key for a browser or a single stream, so a long-lived key
+/// never has to sit in a web page. It can do only what its minter can, for one type; it
+/// stops when its parent token is revoked or expires, or its owner is demoted or removed.
+pub async fn issue_temporary(
+    store: &Store,
+    minter: &Principal,
+    request: TemporaryRequest,
+    actor: &Actor,
+) -> Result<(TokenSecret, TokenRecord), ApiError> {
+    if !TEMPORARY_TTL_SECONDS.contains(&request.ttl_seconds) {
+        return Err(ApiError::bad_request(format!(
+            "ttl must be between {} and {} seconds",
+            TEMPORARY_TTL_SECONDS.start(),
+            TEMPORARY_TTL_SECONDS.end()
+        )));
+    }
+    if !minter.role.may_use_tokens() {
+        return Err(ApiError::forbidden("viewers cannot create API keys"));
+    }
+    minter.refuse_retiring()?;
+    minter.require(request.scope)?;
+    let parent = match &minter.credential {
+        Credential::Token { record, .. } => Some(record.clone()),
+        Credential::Session => None,
+    };
+    let project_id = match (minter.project_id(), request.project_id) {
+        (Some(own), Some(asked)) if own != asked => {
+            return Err(ApiError::forbidden(
+                "a project key mints temporary keys for its own project only",
+            ));
+        }
+        (Some(own), _) => own,
+        (None, asked) => asked.unwrap_or(DEFAULT_PROJECT_ID),
+    };
+    store
+        .projects()
+        .get(minter.workspace_id, project_id)
+        .await
+        .map_err(|e| match e {
+            hark_store::StoreError::NotFound => ApiError::NotFound("project"),
+            other => other.into(),
+        })?;
+    let now = OffsetDateTime::now_utc();
+    let mut expires_at = now + time::Duration::seconds(request.ttl_seconds);
+    if let Some(parent_expiry) = parent.as_ref().and_then(|p| p.expires_at) {
+        expires_at = expires_at.min(parent_expiry);
+    }
+    let generated = tokens::generate(TokenKind::Project);
+    let type_name = request.scope.as_str();
+    let record = store
+        .tokens()
+        .create(&NewToken {
+            kind: TokenKind::Project,
+            name: format!("temporary {type_name} key"),
+            scopes: [request.scope].into_iter().collect(),
+            user_id: minter.user_id,
+            workspace_id: minter.workspace_id,
+            project_id: Some(project_id),
+            hint: generated.hint.clone(),
+            hash: generated.hash,
+            expires_at: Some(expires_at),
+            requests_per_minute: parent.as_ref().and_then(|p| p.requests_per_minute),
+            parent_id: parent.as_ref().map(|p| p.id),
+            temporary: true,
+        })
+        .await?;
+    let parent_text = parent
+        .as_ref()
+        .map_or_else(|| "session".to_owned(), |p| format!("token:{}", p.id));
+    store
+        .audit()
+        .record(
+            actor,
+            "key.temporary_created",
+            &format!("token:{}", record.id),
+            Some(&format!(
+                "type {type_name}, ttl {}s, parent {parent_text}",
+                request.ttl_seconds
+            )),
+        )
+        .await?;
+    Ok((generated.secret, record))
 }

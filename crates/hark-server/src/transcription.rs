@@ -99,6 +99,17 @@ impl Pipeline {
             .cloned()
     }
 
+    /// The embedded engine for live streams, which a remote engine cannot serve.
+    pub async fn embedded_engine(&self) -> Result<Arc<Engine>, SpeechError> {
+        match &self.config.backend {
+            Backend::Embedded { model_dir } => self.engine(model_dir).await,
+            Backend::Remote(_) => Err(SpeechError::Model(
+                "real-time transcription needs the embedded engine; this server sends audio to a remote engine"
+                    .into(),
+            )),
+        }
+    }
+
     pub fn decoding_options(&self, options: &JobOptions) -> Options {
         let mut decoding = Options {
             beam_size: self.config.beam_size,

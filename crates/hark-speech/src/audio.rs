@@ -202,7 +202,7 @@ pub fn load_16k(path: &Path, limits: &DecodeLimits) -> Result<Vec<f32>, SpeechEr
 }
 
 /// Mono audio at `rate` in, 16 kHz out, a chunk at a time.
-struct To16k {
+pub(crate) struct To16k {
     rate: u32,
     /// `None` when the audio already is 16 kHz.
     fft: Option<Fft<f32>>,
@@ -213,6 +213,8 @@ struct To16k {
     /// The resampler's start-up delay, dropped from the front of the output.
     to_trim: usize,
     frames_in: usize,
+    /// Output already handed out by [`To16k::take`].
+    taken: usize,
 }
 
 fn resample_error(e: &dyn std::fmt::Display) -> SpeechError {
@@ -220,7 +222,7 @@ fn resample_error(e: &dyn std::fmt::Display) -> SpeechError {
 }
 
 impl To16k {
-    fn new(rate: u32) -> Result<Self, SpeechError> {
+    pub(crate) fn new(rate: u32) -> Result<Self, SpeechError> {
         let fft = if rate == SAMPLE_RATE {
             None
         } else {
@@ -245,6 +247,7 @@ impl To16k {
             scratch,
             to_trim,
             frames_in: 0,
+            taken: 0,
         })
     }
 
@@ -252,7 +255,13 @@ impl To16k {
         self.frames_in as f64 / f64::from(self.rate)
     }
 
-    fn push(&mut self, samples: &[f32]) -> Result<(), SpeechError> {
+    /// The 16 kHz samples resampled so far and not yet taken (for streams).
+    pub(crate) fn take(&mut self) -> Vec<f32> {
+        self.taken += self.out.len();
+        std::mem::take(&mut self.out)
+    }
+
+    pub(crate) fn push(&mut self, samples: &[f32]) -> Result<(), SpeechError> {
         self.frames_in += samples.len();
         if self.fft.is_none() {
             self.out.extend_from_slice(samples);
@@ -298,11 +307,13 @@ impl To16k {
         Ok(used)
     }
 
-    fn finish(mut self) -> Result<Vec<f32>, SpeechError> {
+    /// What is left: all the output when nothing was taken.
+    pub(crate) fn finish(mut self) -> Result<Vec<f32>, SpeechError> {
         let Some(fft) = self.fft.as_ref() else {
             return Ok(self.out);
         };
-        let expected = (fft.resample_ratio() * self.frames_in as f64).ceil() as usize;
+        let expected = ((fft.resample_ratio() * self.frames_in as f64).ceil() as usize)
+            .saturating_sub(self.taken);
         let left = self.pending.len();
         if left > 0 {
             self.step(0, Some(left))?;

@@ -12,6 +12,8 @@ mod kv_cache;
 pub mod mel;
 pub mod remote;
 pub mod sniff;
+pub mod stream_audio;
+pub mod streaming;
 pub mod summary;
 mod timing;
 pub mod tokenizer;

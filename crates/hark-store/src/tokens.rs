@@ -23,6 +23,11 @@ pub struct NewToken {
     pub expires_at: Option<OffsetDateTime>,
     /// Its own request budget; `None`: the server's default.
     pub requests_per_minute: Option<u32>,
+    /// The token that minted this temporary key (`None`: a person did, or not temporary).
+    pub parent_id: Option<i64>,
+    /// A short-lived key for one stream or browser session: not listed, not counted
+    /// against token caps (its TTL bounds it).
+    pub temporary: bool,
 }
 
 /// A token as listings show it.
@@ -45,6 +50,8 @@ pub struct TokenRecord {
     pub revoked_by: Option<i64>,
     /// Its own request budget; `None`: the server's default.
     pub requests_per_minute: Option<u32>,
+    pub parent_id: Option<i64>,
+    pub temporary: bool,
 }
 
 impl TokenRecord {
@@ -61,6 +68,15 @@ pub struct SecretMatch {
     pub role: Role,
     /// Set on the old secret of a token rotated with a grace period.
     pub secret_retires_at: Option<OffsetDateTime>,
+    /// A temporary key's parent token, as it stands: the key works only while it does.
+    pub parent: Option<ParentState>,
+}
+
+/// What decides whether a temporary key's parent still works.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ParentState {
+    pub revoked_at: Option<OffsetDateTime>,
+    pub expires_at: Option<OffsetDateTime>,
 }
 
 /// One observed use, buffered in memory and written in batches.
@@ -89,6 +105,8 @@ struct TokenRow {
     revoked_at: Option<i64>,
     revoked_by: Option<i64>,
     requests_per_minute: Option<i64>,
+    parent_id: Option<i64>,
+    temporary: bool,
 }
 
 impl TryFrom<TokenRow> for TokenRecord {
@@ -116,6 +134,8 @@ impl TryFrom<TokenRow> for TokenRecord {
                 .map(u32::try_from)
                 .transpose()
                 .map_err(StoreError::corrupt)?,
+            parent_id: r.parent_id,
+            temporary: r.temporary,
         })
     }
 }
@@ -126,6 +146,8 @@ struct SecretRow {
     token: TokenRow,
     role: String,
     retires_at: Option<i64>,
+    parent_revoked_at: Option<i64>,
+    parent_expires_at: Option<i64>,
 }
 
 fn parse_kind(s: &str) -> Result<TokenKind> {
@@ -136,7 +158,8 @@ fn parse_kind(s: &str) -> Result<TokenKind> {
 const TOKEN_COLUMNS: &str =
     "t.id, t.kind, t.name, t.scopes, t.user_id, u.username AS owner_username,
         t.workspace_id, t.project_id, t.hint, t.created_at, t.expires_at, t.last_used_at,
-        t.last_used_ip, t.revoked_at, t.revoked_by, t.requests_per_minute";
+        t.last_used_ip, t.revoked_at, t.revoked_by, t.requests_per_minute, t.parent_id,
+        t.temporary";
 
 pub struct Tokens<'a> {
     pub(crate) db: &'a Db,
@@ -146,8 +169,8 @@ impl Tokens<'_> {
     pub async fn create(&self, new: &NewToken) -> Result<TokenRecord> {
         let mut tx = self.db.begin().await?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO tokens (kind, name, scopes, user_id, workspace_id, project_id, hint, created_at, expires_at, requests_per_minute)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+            "INSERT INTO tokens (kind, name, scopes, user_id, workspace_id, project_id, hint, created_at, expires_at, requests_per_minute, parent_id, temporary)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
         )
         .bind(new.kind.as_str())
         .bind(&new.name)
@@ -159,6 +182,8 @@ impl Tokens<'_> {
         .bind(now_millis())
         .bind(new.expires_at.map(to_millis))
         .bind(new.requests_per_minute.map(i64::from))
+        .bind(new.parent_id)
+        .bind(new.temporary)
         .fetch_one(&mut *tx)
         .await?;
         sqlx::query("INSERT INTO token_secrets (hash, token_id) VALUES ($1, $2)")
@@ -174,10 +199,12 @@ impl Tokens<'_> {
     /// retirement mean; this only reports them.
     pub async fn find_secret(&self, hash: &TokenHash) -> Result<Option<SecretMatch>> {
         let row: Option<SecretRow> = sqlx::query_as(sql!(
-            "SELECT {TOKEN_COLUMNS}, u.role, s.retires_at
+            "SELECT {TOKEN_COLUMNS}, u.role, s.retires_at,
+                    p.revoked_at AS parent_revoked_at, p.expires_at AS parent_expires_at
              FROM token_secrets s
              JOIN tokens t ON t.id = s.token_id
              JOIN users u ON u.id = t.user_id
+             LEFT JOIN tokens p ON p.id = t.parent_id
              WHERE s.hash = $1"
         ))
         .bind(hash.as_bytes())
@@ -187,6 +214,10 @@ impl Tokens<'_> {
             Ok(SecretMatch {
                 role: Role::from_str(&r.role).map_err(StoreError::corrupt)?,
                 secret_retires_at: r.retires_at.map(from_millis),
+                parent: r.token.parent_id.map(|_| ParentState {
+                    revoked_at: r.parent_revoked_at.map(from_millis),
+                    expires_at: r.parent_expires_at.map(from_millis),
+                }),
                 record: r.token.try_into()?,
             })
         })
@@ -206,7 +237,7 @@ impl Tokens<'_> {
     /// Newest first.
     pub async fn list_for_user(&self, user_id: i64) -> Result<Vec<TokenRecord>> {
         let rows: Vec<TokenRow> = sqlx::query_as(sql!(
-            "SELECT {TOKEN_COLUMNS} FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.user_id = $1 ORDER BY t.created_at DESC, t.id DESC"
+            "SELECT {TOKEN_COLUMNS} FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.user_id = $1 AND NOT t.temporary ORDER BY t.created_at DESC, t.id DESC"
         ))
         .bind(user_id)
         .fetch_all(self.db)
@@ -218,7 +249,8 @@ impl Tokens<'_> {
     /// workspace.
     pub async fn count_active(&self, user_id: i64, workspace_id: i64) -> Result<(i64, i64)> {
         let now = now_millis();
-        let active = "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)";
+        let active =
+            "NOT temporary AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)";
         let of_user: i64 = sqlx::query_scalar(sql!(
             "SELECT COUNT(*) FROM tokens WHERE user_id = $1 AND {active}"
         ))
@@ -240,7 +272,7 @@ impl Tokens<'_> {
     pub async fn list_for_project(&self, project_id: i64) -> Result<Vec<TokenRecord>> {
         let rows: Vec<TokenRow> = sqlx::query_as(sql!(
             "SELECT {TOKEN_COLUMNS} FROM tokens t JOIN users u ON u.id = t.user_id
-             WHERE t.kind = 'project' AND t.project_id = $1 ORDER BY t.created_at DESC, t.id DESC"
+             WHERE t.kind = 'project' AND t.project_id = $1 AND NOT t.temporary ORDER BY t.created_at DESC, t.id DESC"
         ))
         .bind(project_id)
         .fetch_all(self.db)
@@ -402,10 +434,48 @@ mod tests {
                 hash: generated.hash,
                 expires_at: None,
                 requests_per_minute: None,
+                parent_id: None,
+                temporary: false,
             })
             .await
             .unwrap();
         (generated, record)
+    }
+
+    #[tokio::test]
+    async fn a_temporary_key_reports_its_parent_and_is_not_listed() {
+        let (store, _dir) = temp_store().await;
+        let user = store.users().create("ada", "x", Role::Member).await.unwrap();
+        let (_, parent) = new_token(&store, user.id).await;
+        let generated = generate(TokenKind::Project);
+        let child = store
+            .tokens()
+            .create(&NewToken {
+                kind: TokenKind::Project,
+                name: "temporary".into(),
+                scopes: [hark_core::scopes::Scope::Realtime].into_iter().collect(),
+                user_id: user.id,
+                workspace_id: 1,
+                project_id: None,
+                hint: generated.hint.clone(),
+                hash: generated.hash,
+                expires_at: Some(OffsetDateTime::now_utc() + Duration::minutes(1)),
+                requests_per_minute: None,
+                parent_id: Some(parent.id),
+                temporary: true,
+            })
+            .await
+            .unwrap();
+        assert!(child.temporary);
+        let found = store.tokens().find_secret(&generated.hash).await.unwrap();
+        let state = found.unwrap().parent.unwrap();
+        assert_eq!(state.revoked_at, None);
+        store.tokens().revoke(parent.id, Some(user.id)).await.unwrap();
+        let found = store.tokens().find_secret(&generated.hash).await.unwrap();
+        assert!(found.unwrap().parent.unwrap().revoked_at.is_some());
+        let listed = store.tokens().list_for_user(user.id).await.unwrap();
+        assert!(listed.iter().all(|t| t.id != child.id));
+        assert_eq!(store.tokens().count_active(user.id, 1).await.unwrap(), (0, 0));
     }
 
     #[tokio::test]

@@ -105,6 +105,33 @@ pub struct ServeArgs {
     /// Chat model to ask for summaries.
     #[arg(long, env = "HARK_SUMMARY_MODEL", default_value = "gpt-4o-mini")]
     pub summary_model: String,
+    #[command(flatten)]
+    pub streams: StreamArgs,
+}
+
+/// Live transcription: caps, timeouts and the voice detector.
+#[derive(Args, Clone)]
+pub struct StreamArgs {
+    /// Open real-time streams per API key (a temporary key counts against its parent; 0: no cap).
+    #[arg(long, env = "HARK_MAX_STREAMS_PER_KEY", default_value_t = 4)]
+    pub max_streams_per_key: u32,
+    /// Open real-time streams per workspace (0: no cap).
+    #[arg(long, env = "HARK_MAX_STREAMS_PER_WORKSPACE", default_value_t = 16)]
+    pub max_streams_per_workspace: u32,
+    /// Open real-time streams on this server; more are refused as over capacity rather
+    /// than letting every stream fall behind (0: no cap).
+    #[arg(long, env = "HARK_MAX_STREAMS", default_value_t = 8)]
+    pub max_streams: u32,
+    /// Seconds without audio after which a stream is closed.
+    #[arg(long, env = "HARK_STREAM_IDLE_SECS", default_value_t = 60)]
+    pub stream_idle_secs: u64,
+    /// Longest stream, in minutes.
+    #[arg(long, env = "HARK_STREAM_MAX_MINUTES", default_value_t = 240)]
+    pub stream_max_minutes: u64,
+    /// Silero VAD weights (silero_vad_16k.safetensors). Default: silero-vad/ beside the
+    /// Whisper model folder.
+    #[arg(long, env = "HARK_VAD_MODEL")]
+    pub vad_model: Option<PathBuf>,
 }
 
 /// The speech engine's settings, shared by `serve` and `transcribe`.

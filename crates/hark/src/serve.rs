@@ -2,6 +2,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use hark_server::streams::StreamLimits;
 use hark_server::tokens::TokenLimits;
 use hark_server::transcription::{Backend, PipelineConfig, Summaries};
 use hark_server::{AppState, ServerConfig};
@@ -10,7 +11,7 @@ use hark_speech::summary::ChatSummarizer;
 use hark_store::Store;
 use hark_store::blobs::BlobStore;
 
-use crate::cli::ServeArgs;
+use crate::cli::{ServeArgs, StreamArgs};
 use crate::logging;
 
 pub async fn run(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
@@ -36,6 +37,7 @@ pub async fn run(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
             per_user: args.max_tokens_per_user,
             per_workspace: args.max_tokens_per_workspace,
         },
+        streams: stream_limits(&args.streams, &args.engine.model_dir(&data_dir))?,
         ..ServerConfig::default()
     };
     if store.users().count().await? == 0 {
@@ -101,4 +103,25 @@ async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutting down: finishing requests in flight");
+}
+
+fn stream_limits(args: &StreamArgs, model_dir: &std::path::Path) -> anyhow::Result<StreamLimits> {
+    if args.stream_idle_secs == 0 || args.stream_max_minutes == 0 {
+        anyhow::bail!("--stream-idle-secs and --stream-max-minutes must be at least 1");
+    }
+    let vad_model = args.vad_model.clone().unwrap_or_else(|| {
+        model_dir
+            .parent()
+            .unwrap_or(model_dir)
+            .join("silero-vad")
+            .join("silero_vad_16k.safetensors")
+    });
+    Ok(StreamLimits {
+        per_key: args.max_streams_per_key,
+        per_workspace: args.max_streams_per_workspace,
+        per_server: args.max_streams,
+        idle_timeout: Duration::from_secs(args.stream_idle_secs),
+        max_session: Duration::from_secs(args.stream_max_minutes.saturating_mul(60)),
+        vad_model: Some(vad_model),
+    })
 }

@@ -15,7 +15,7 @@ use hark_core::roles::Role;
 use hark_core::tokens::{self, TokenHash};
 use hark_store::Store;
 use hark_store::audit::Actor;
-use hark_store::tokens::{SecretMatch, TokenRecord};
+use hark_store::tokens::{ParentState, SecretMatch, TokenRecord};
 use time::OffsetDateTime;
 
 use super::last_used::LastUsedRecorder;
@@ -31,6 +31,7 @@ struct CachedSecret {
     record: Arc<TokenRecord>,
     role: Role,
     retires_at: Option<OffsetDateTime>,
+    parent: Option<ParentState>,
 }
 
 impl From<SecretMatch> for CachedSecret {
@@ -39,6 +40,7 @@ impl From<SecretMatch> for CachedSecret {
             record: Arc::new(m.record),
             role: m.role,
             retires_at: m.secret_retires_at,
+            parent: m.parent,
         }
     }
 }
@@ -52,6 +54,7 @@ pub struct TokenAuthenticator {
     recorder: Arc<LastUsedRecorder>,
     /// Token lookups that went to the store (cache misses), for `/metrics`.
     store_lookups: AtomicU64,
+    changed: tokio::sync::broadcast::Sender<i64>,
 }
 
 impl TokenAuthenticator {
@@ -68,6 +71,7 @@ impl TokenAuthenticator {
             last_change_seen: AtomicI64::new(last),
             recorder,
             store_lookups: AtomicU64::new(0),
+            changed: tokio::sync::broadcast::channel(256).0,
         })
     }
 
@@ -75,12 +79,29 @@ impl TokenAuthenticator {
     /// use tokens. Notes the use for last-used tracking without waiting on storage.
     pub async fn verify(&self, text: &str, ip: Option<IpAddr>) -> Result<Principal, ApiError> {
         let parsed = tokens::parse(text).map_err(|_| ApiError::AuthFailed)?;
-        let secret = match self.cache.get(&parsed.hash) {
+        self.verify_hash(parsed.hash, ip).await
+    }
+
+    /// [`verify`](Self::verify) for a token already parsed: streams keep only the hash and
+    /// re-verify it whenever a token changes, so the plaintext is not held for their life.
+    pub async fn verify_hash(
+        &self,
+        hash: TokenHash,
+        ip: Option<IpAddr>,
+    ) -> Result<Principal, ApiError> {
+        let secret = match self.cache.get(&hash) {
             Some(entry) => entry.clone(),
-            None => self.load(parsed.hash).await?,
+            None => self.load(hash).await?,
         };
         let now = OffsetDateTime::now_utc();
         let record = &secret.record;
+        // A temporary key dies with its parent: revoked or expired, it takes its children.
+        let parent_dead = secret
+            .parent
+            .is_some_and(|p| p.revoked_at.is_some() || p.expires_at.is_some_and(|t| t <= now));
+        if parent_dead {
+            return Err(ApiError::AuthFailed);
+        }
         let dead = record.revoked_at.is_some()
             || record.expires_at.is_some_and(|t| t <= now)
             || secret.retires_at.is_some_and(|t| t <= now);
@@ -141,10 +162,19 @@ impl TokenAuthenticator {
         Ok(secret)
     }
 
-    /// Forgets every cached secret of a token, so the next request re-reads the store.
+    /// Forgets every cached secret of a token and of the temporary keys it minted, so
+    /// the next request re-reads the store.
     pub fn evict(&self, token_id: i64) {
         self.generation.fetch_add(1, Ordering::AcqRel);
-        self.cache.retain(|_, v| v.record.id != token_id);
+        self.cache
+            .retain(|_, v| v.record.id != token_id && v.record.parent_id != Some(token_id));
+        let _ = self.changed.send(token_id);
+    }
+
+    /// Token ids as they are evicted, for long-lived connections (streams) that must stop
+    /// within moments of a revocation rather than at their next request.
+    pub fn changes(&self) -> tokio::sync::broadcast::Receiver<i64> {
+        self.changed.subscribe()
     }
 
     /// Applies the change log written since the last poll, by any process.

@@ -150,7 +150,7 @@ impl Principal {
         Ok(())
     }
 
-    fn refuse_retiring(&self) -> Result<(), ApiError> {
+    pub(crate) fn refuse_retiring(&self) -> Result<(), ApiError> {
         match &self.credential {
             Credential::Token { retiring: true, .. } => Err(ApiError::forbidden(
                 "this secret was rotated away and only works until its grace period ends: \
@@ -192,6 +192,8 @@ mod tests {
             revoked_at: None,
             revoked_by: None,
             requests_per_minute: None,
+            parent_id: None,
+            temporary: false,
         };
         Principal {
             user_id: 1,

@@ -58,10 +58,11 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
          hark_token_cache_entries {}\n\
          # HELP hark_auth_locked_out_addresses Client addresses locked out for failing authentication.\n\
          # TYPE hark_auth_locked_out_addresses gauge\n\
-         hark_auth_locked_out_addresses {}\n",
+         hark_auth_locked_out_addresses {}\n{}",
         state.auth.store_lookups(),
         state.auth.cached_len(),
         state.limits.locked_out_addresses(),
+        state.streams.metrics.render(),
     );
     (
         [(

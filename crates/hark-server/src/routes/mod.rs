@@ -7,6 +7,7 @@ mod manage;
 mod openai;
 mod recordings;
 mod session;
+mod speechmatics;
 mod tags;
 mod tokens;
 mod uploads;
@@ -34,6 +35,7 @@ use crate::state::AppState;
         (name = "tags", description = "Per-user labels on recordings"),
         (name = "batch", description = "Scriptix-style batch sessions (tokens with the batch scope)"),
         (name = "openai", description = "OpenAI-compatible transcription"),
+        (name = "realtime", description = "Live transcription over WebSockets (Speechmatics' and OpenAI's protocols) and temporary keys"),
         (name = "auth", description = "Web sign-in"),
         (name = "operations", description = "Probes and this document"),
     )
@@ -142,5 +144,16 @@ pub fn api() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(manage::list_keys, manage::create_key))
         .routes(routes!(manage::revoke_key))
         .routes(routes!(manage::delete_project))
+        .routes(routes!(speechmatics::api_keys::create_temporary_key))
+        .routes(routes!(speechmatics::realtime::realtime))
         .split_for_parts()
+}
+
+/// The WebSocket routes beyond the one each handler's OpenAPI entry names.
+pub fn realtime_aliases() -> axum::Router<AppState> {
+    use axum::routing::get;
+    axum::Router::new()
+        .route("/v2/", get(speechmatics::realtime::realtime))
+        .route("/v2/{language}", get(speechmatics::realtime::realtime))
+        .route("/api/v3/realtime", get(speechmatics::realtime::realtime))
 }
