@@ -61,6 +61,10 @@ pub struct JobOptions {
     pub temperature: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
+    /// Time every word (one more decoder pass per 30-second window). Background jobs
+    /// always do; synchronous requests only when they ask.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub word_timestamps: bool,
 }
 
 pub struct Pipeline {
@@ -115,6 +119,7 @@ impl Pipeline {
             beam_size: self.config.beam_size,
             language: options.language.clone(),
             initial_prompt: options.prompt.clone(),
+            word_timestamps: options.word_timestamps,
             ..Options::default()
         };
         if let Some(t) = options.temperature {
@@ -251,7 +256,12 @@ async fn process(state: &AppState, worker: &str, job: Job) {
             .await;
         return;
     };
-    let options: JobOptions = serde_json::from_str(&job.options).unwrap_or_default();
+    // Stored transcripts keep their words, whatever the submitter asked: the documents API
+    // serves them, and the decoder pass they cost is small beside the decoding.
+    let options = JobOptions {
+        word_timestamps: true,
+        ..serde_json::from_str(&job.options).unwrap_or_default()
+    };
     let progress = Arc::new(AtomicU64::new(0f64.to_bits()));
     let heartbeat = spawn_heartbeat(state.clone(), worker.to_owned(), job.id, progress.clone());
     let result = state.pipeline.transcribe(path, &options, progress).await;

@@ -467,7 +467,12 @@ mod tests {
             start: 0.0,
             end: 1.5,
             text: " Hello".into(),
-            words: Vec::new(),
+            words: vec![hark_core::recordings::Word {
+                word: " Hello".into(),
+                start: 0.2,
+                end: 0.9,
+                probability: 0.75,
+            }],
         }];
         let outcome = Outcome {
             segments: segments.clone(),
@@ -503,5 +508,13 @@ mod tests {
             store.jobs().get(job.id).await.unwrap().status,
             JobStatus::Done
         );
+    }
+
+    #[test]
+    fn transcripts_stored_before_word_timing_still_read() {
+        let stored = r#"[{"start":0.0,"end":1.5,"text":"Hello"}]"#;
+        let segments: Vec<Segment> = serde_json::from_str(stored).unwrap();
+        assert!(segments[0].words.is_empty());
+        assert_eq!(serde_json::to_string(&segments).unwrap(), stored);
     }
 }

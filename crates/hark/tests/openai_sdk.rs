@@ -29,6 +29,10 @@ with open(audio, "rb") as f:
 with open(audio, "rb") as f:
     srt = client.audio.transcriptions.create(model="whisper-1", file=f, response_format="srt")
     print("SRT", srt.splitlines()[1])
+with open(audio, "rb") as f:
+    verbose = client.audio.transcriptions.create(model="whisper-1", file=f,
+        response_format="verbose_json", timestamp_granularities=["word"])
+    print("WORDS", len(verbose.words), verbose.words[0].word, verbose.words[0].start, verbose.words[-1].end)
 try:
     openai.OpenAI(base_url=base + "/v1", api_key="hark_pat_not-a-real-token", max_retries=0).models.list()
     print("BADKEY accepted")
@@ -73,5 +77,12 @@ async fn the_official_openai_sdk_transcribes_through_hark() {
     let wer = word_error_rate(&reference, &line("TEXT"));
     assert!(wer < 0.2, "WER {wer}: {}", line("TEXT"));
     assert!(line("SRT").contains(" --> "));
+    // Word timestamps through the SDK's own `timestamp_granularities`: count, first word
+    // and its start, last word's end, all typed by the SDK's TranscriptionWord.
+    let words = line("WORDS");
+    let fields: Vec<&str> = words.split_whitespace().collect();
+    let count: usize = fields[0].parse().expect("a word count");
+    let (start, end): (f64, f64) = (fields[2].parse().unwrap(), fields[3].parse().unwrap());
+    assert!(count >= 10 && start < 1.0 && end > start + 3.0, "{words}");
     assert_eq!(line("BADKEY"), "401");
 }

@@ -295,3 +295,123 @@ async fn the_openai_compatible_endpoint_answers_in_every_format() {
         .count();
     assert_eq!(none_left, 0, "synchronous transcriptions keep no audio");
 }
+
+/// The words of one answer, as (word, start, end).
+fn timed_words(words: &Value) -> Vec<(String, f64, f64)> {
+    words
+        .as_array()
+        .expect("a words list")
+        .iter()
+        .map(|w| {
+            (
+                w["word"].as_str().expect("word").to_owned(),
+                w["start"].as_f64().expect("start"),
+                w["end"].as_f64().expect("end"),
+            )
+        })
+        .collect()
+}
+
+fn assert_ordered(words: &[(String, f64, f64)], duration: f64) {
+    let mut previous_end = 0.0;
+    for (word, start, end) in words {
+        assert!(
+            *start >= previous_end && end >= start && *end <= duration + 0.01,
+            "{word:?} {start}-{end} after {previous_end}"
+        );
+        previous_end = *end;
+    }
+}
+
+#[tokio::test]
+async fn word_timestamps_come_back_in_verbose_json_and_in_documents() {
+    let server = TestServer::start().await;
+    let token = server.user_with_token("ada", "member");
+    let ask = |granularities: &'static [&'static str], format: &'static str| {
+        let bytes = std::fs::read(shared_audio("news_01.wav")).unwrap();
+        let mut form = reqwest::multipart::Form::new()
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(bytes).file_name("news_01.wav"),
+            )
+            .text("model", "whisper-1")
+            .text("response_format", format);
+        for g in granularities {
+            form = form.text("timestamp_granularities[]", *g);
+        }
+        server.post_form("/v1/audio/transcriptions", &token, form)
+    };
+
+    let both: Value = ask(&["word", "segment"], "verbose_json")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let words = timed_words(&both["words"]);
+    assert!(words.len() >= 15, "{both}");
+    assert_ordered(&words, both["duration"].as_f64().unwrap());
+    let joined = words
+        .iter()
+        .map(|(w, _, _)| w.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert_eq!(joined, both["text"].as_str().unwrap());
+    assert!(
+        words.iter().all(|(w, _, _)| w.trim() == w && !w.is_empty()),
+        "OpenAI's words carry no spaces: {words:?}"
+    );
+    assert!(!both["segments"].as_array().unwrap().is_empty());
+
+    let only_words: Value = ask(&["word"], "verbose_json").await.json().await.unwrap();
+    assert!(only_words.get("segments").is_none(), "{only_words}");
+    assert_eq!(timed_words(&only_words["words"]), words);
+    let plain: Value = ask(&[], "verbose_json").await.json().await.unwrap();
+    assert!(
+        plain.get("words").is_none(),
+        "words only when asked: {plain}"
+    );
+    assert_eq!(
+        ask(&["word"], "json").await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        ask(&["syllable"], "verbose_json").await.status(),
+        StatusCode::BAD_REQUEST
+    );
+
+    // Background jobs keep their words with the transcript; the documents API serves them
+    // per segment, leading spaces kept so they join back into the segment's text.
+    let batch = server.cli_token("ada", "batch", &["--scopes", "batch"]);
+    let created: Value = server.submit_batch(&batch).await.json().await.unwrap();
+    let document = format!("/api/v3/documents/{}", created["document_id"]);
+    server
+        .eventually(LIMIT, || async {
+            let doc: Value = server.get(&document, &batch).await.json().await.unwrap();
+            doc["status"] == "COMPLETED"
+        })
+        .await;
+    let doc: Value = server.get(&document, &batch).await.json().await.unwrap();
+    let segments = doc["segments"].as_array().unwrap();
+    assert!(!segments.is_empty(), "{doc}");
+    let mut all = Vec::new();
+    for segment in segments {
+        let words = timed_words(&segment["words"]);
+        let joined: String = words.iter().map(|(w, _, _)| w.as_str()).collect();
+        assert_eq!(joined.trim(), segment["text"].as_str().unwrap());
+        let (start, end) = (
+            segment["start"].as_f64().unwrap(),
+            segment["end"].as_f64().unwrap(),
+        );
+        assert!(
+            words.iter().all(|(_, s, e)| *s >= start && *e <= end),
+            "{segment}"
+        );
+        all.extend(words);
+    }
+    assert_ordered(&all, doc["duration_seconds"].as_f64().unwrap());
+    let probabilities = segments
+        .iter()
+        .flat_map(|s| s["words"].as_array().unwrap())
+        .map(|w| w["probability"].as_f64().unwrap());
+    assert!(probabilities.into_iter().all(|p| (0.0..=1.0).contains(&p)));
+}

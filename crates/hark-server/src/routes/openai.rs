@@ -37,6 +37,11 @@ pub struct TranscriptionForm {
     response_format: Option<String>,
     /// 0 to 1; 0 (the default) decodes greedily with fallback to higher temperatures.
     temperature: Option<f64>,
+    /// Sent as repeated `timestamp_granularities[]` fields, as the OpenAI SDKs do:
+    /// `segment` (the default) and/or `word`, with `verbose_json` only. `word` adds a
+    /// top-level `words` list (timed from the model's attention; one more decoder pass per
+    /// 30 seconds of audio); asking for `word` alone leaves `segments` out, as OpenAI does.
+    timestamp_granularities: Option<Vec<String>>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -52,13 +57,41 @@ pub struct VerboseSegment {
     pub text: String,
 }
 
+/// A word of `verbose_json`, in OpenAI's shape: the word without its leading space.
+#[derive(Serialize, ToSchema)]
+pub struct VerboseWord {
+    pub word: String,
+    pub start: f64,
+    pub end: f64,
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct TranscriptionVerbose {
     pub task: &'static str,
     pub language: String,
     pub duration: f64,
     pub text: String,
-    pub segments: Vec<VerboseSegment>,
+    /// Present unless only word timestamps were asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub segments: Option<Vec<VerboseSegment>>,
+    /// Present when `timestamp_granularities[]=word` was asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub words: Option<Vec<VerboseWord>>,
+}
+
+/// The JSON answers: `json` or `verbose_json` (`text`, `srt` and `vtt` are plain text).
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum TranscriptionBody {
+    Json(TranscriptionJson),
+    Verbose(TranscriptionVerbose),
+}
+
+/// What `timestamp_granularities[]` asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Granularities {
+    segments: bool,
+    words: bool,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -95,7 +128,7 @@ pub async fn models(principal: Principal) -> Result<Json<ModelList>, ApiError> {
 
 #[utoipa::path(post, path = "/v1/audio/transcriptions", tag = "openai",
     request_body(content = TranscriptionForm, content_type = "multipart/form-data"),
-    responses((status = 200, description = "The transcript in the requested format", body = TranscriptionJson),
+    responses((status = 200, description = "The transcript in the requested format (text, srt and vtt as text/plain)", body = TranscriptionBody),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 413, body = ErrorBody),
         (status = 415, description = "Not audio (judged by content)", body = ErrorBody)))]
@@ -116,6 +149,7 @@ pub async fn transcriptions(
     let mut format = String::from("json");
     let mut temperature = None;
     let mut prompt = None;
+    let mut granularities = Vec::new();
     while let Some(mut field) = multipart.next_field().await? {
         match field.name().unwrap_or_default() {
             "file" => {
@@ -131,6 +165,9 @@ pub async fn transcriptions(
             "response_format" => format = read_text_field(&mut field).await?,
             "prompt" => prompt = Some(read_text_field(&mut field).await?),
             "temperature" => temperature = Some(read_text_field(&mut field).await?),
+            "timestamp_granularities[]" | "timestamp_granularities" => {
+                granularities.push(read_text_field(&mut field).await?)
+            }
             _ => {}
         }
     }
@@ -139,8 +176,9 @@ pub async fn transcriptions(
             "file: a multipart field named `file` is required",
         ));
     };
-    let checked = check_request(model.as_deref(), &format, temperature.as_deref());
-    let temperature = match checked {
+    let checked = check_request(model.as_deref(), &format, temperature.as_deref())
+        .and_then(|temperature| Ok((temperature, check_granularities(&granularities, &format)?)));
+    let (temperature, granularities) = match checked {
         Ok(t) => t,
         Err(e) => {
             file.abort().await;
@@ -156,6 +194,7 @@ pub async fn transcriptions(
         language,
         temperature,
         prompt: prompt.filter(|p| !p.trim().is_empty()),
+        word_timestamps: granularities.words,
     };
     let result = state.pipeline.transcribe_now(path, &options).await;
     let _ = state.blobs.delete(&key).await;
@@ -172,25 +211,64 @@ pub async fn transcriptions(
         "text" => plain("text/plain; charset=utf-8", text),
         "srt" => plain("text/plain; charset=utf-8", transcripts::srt(&segments)),
         "vtt" => plain("text/plain; charset=utf-8", transcripts::vtt(&segments)),
-        "verbose_json" => Json(TranscriptionVerbose {
+        "verbose_json" => Json(TranscriptionBody::Verbose(TranscriptionVerbose {
             task: "transcribe",
             language: transcript.language.clone(),
             duration: transcript.duration,
             text,
-            segments: segments
-                .into_iter()
-                .enumerate()
-                .map(|(id, s)| VerboseSegment {
-                    id,
-                    start: s.start,
-                    end: s.end,
-                    text: s.text,
-                })
-                .collect(),
-        })
+            words: granularities.words.then(|| {
+                segments
+                    .iter()
+                    .flat_map(|s| &s.words)
+                    .map(|w| VerboseWord {
+                        word: w.word.trim().to_owned(),
+                        start: w.start,
+                        end: w.end,
+                    })
+                    .collect()
+            }),
+            segments: granularities.segments.then(|| {
+                segments
+                    .into_iter()
+                    .enumerate()
+                    .map(|(id, s)| VerboseSegment {
+                        id,
+                        start: s.start,
+                        end: s.end,
+                        text: s.text,
+                    })
+                    .collect()
+            }),
+        }))
         .into_response(),
-        _ => Json(TranscriptionJson { text }).into_response(),
+        _ => Json(TranscriptionBody::Json(TranscriptionJson { text })).into_response(),
     })
+}
+
+/// Reads `timestamp_granularities[]`: none means segments; words need `verbose_json`,
+/// the only format with room for them (OpenAI refuses them elsewhere too).
+fn check_granularities(values: &[String], format: &str) -> Result<Granularities, ApiError> {
+    let mut asked = Granularities {
+        segments: values.is_empty(),
+        words: false,
+    };
+    for value in values {
+        match value.trim() {
+            "segment" => asked.segments = true,
+            "word" => asked.words = true,
+            _ => {
+                return Err(ApiError::bad_request(
+                    "timestamp_granularities[]: use word and/or segment",
+                ));
+            }
+        }
+    }
+    if asked.words && format != "verbose_json" {
+        return Err(ApiError::bad_request(
+            "timestamp_granularities[]: word timestamps need response_format=verbose_json",
+        ));
+    }
+    Ok(asked)
 }
 
 fn check_request(
@@ -216,5 +294,32 @@ fn check_request(
         None => Ok(None),
         Some(Ok(t)) if (0.0..=1.0).contains(&t) => Ok((t > 0.0).then_some(t)),
         Some(_) => Err(ApiError::bad_request("temperature: a number from 0 to 1")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn asked(values: &[&str], format: &str) -> Result<Granularities, ApiError> {
+        let values: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
+        check_granularities(&values, format)
+    }
+
+    #[test]
+    fn granularities_default_to_segments_and_words_need_verbose_json() {
+        let only = |segments, words| Granularities { segments, words };
+        assert_eq!(asked(&[], "json").ok(), Some(only(true, false)));
+        assert_eq!(
+            asked(&["word"], "verbose_json").ok(),
+            Some(only(false, true))
+        );
+        assert_eq!(
+            asked(&["segment", " word "], "verbose_json").ok(),
+            Some(only(true, true))
+        );
+        assert_eq!(asked(&["segment"], "srt").ok(), Some(only(true, false)));
+        assert!(asked(&["word"], "json").is_err());
+        assert!(asked(&["letter"], "verbose_json").is_err());
     }
 }

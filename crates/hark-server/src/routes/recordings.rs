@@ -122,6 +122,23 @@ pub struct SegmentView {
     pub start: f64,
     pub end: f64,
     pub text: String,
+    /// The segment's words with their times, where the transcript has them (absent for
+    /// transcripts made before word timing, or by a remote engine).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub words: Vec<WordView>,
+}
+
+/// One word, timed from the model's attention to the audio.
+#[derive(Serialize, ToSchema)]
+pub struct WordView {
+    /// The word as the model spelled it, with its leading space: a segment's words joined
+    /// give its text.
+    pub word: String,
+    /// Seconds from the start of the audio.
+    pub start: f64,
+    pub end: f64,
+    /// 0 to 1: the mean probability of the word's tokens.
+    pub probability: f32,
 }
 
 impl From<&Segment> for SegmentView {
@@ -130,6 +147,16 @@ impl From<&Segment> for SegmentView {
             start: s.start,
             end: s.end,
             text: s.text.clone(),
+            words: s
+                .words
+                .iter()
+                .map(|w| WordView {
+                    word: w.word.clone(),
+                    start: w.start,
+                    end: w.end,
+                    probability: w.probability,
+                })
+                .collect(),
         }
     }
 }
@@ -375,14 +402,7 @@ pub async fn get_transcript(
         id,
         status: recording.status.as_str().to_owned(),
         transcript,
-        segments: segments
-            .into_iter()
-            .map(|s| SegmentView {
-                start: s.start,
-                end: s.end,
-                text: s.text,
-            })
-            .collect(),
+        segments: segments.iter().map(SegmentView::from).collect(),
     }))
 }
 
