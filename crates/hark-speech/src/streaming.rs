@@ -24,6 +24,10 @@ const MAX_BUFFER: f64 = 25.0;
 const OVERLAP_TOLERANCE: f64 = 0.1;
 /// Characters of final text given to the decoder as context for what follows.
 const PROMPT_CHARS: usize = 200;
+/// Seconds at the end of the audio whose words agreement does not finalise.
+const UNSTABLE_TAIL: f64 = 1.0;
+/// Whisper invents text for very short audio: the first decode waits for this much.
+const FIRST_DECODE: f64 = 1.0;
 /// A chunk is speech when the detector's probability reaches this (OpenAI's server VAD
 /// default).
 const SPEECH_THRESHOLD: f32 = 0.5;
@@ -108,8 +112,10 @@ pub struct StreamingRecognizer {
     decoded_len: usize,
     /// Where the last final word ended.
     final_end: f64,
-    /// The tail of the final text, the decoder's context.
-    final_text: String,
+    /// Finals whose audio is still in the buffer (the decoder hears them again).
+    committed: Vec<Word>,
+    /// The tail of the final text whose audio has left the buffer: the decoder's context.
+    context: String,
     /// The previous hypothesis past the finals.
     previous: Vec<Word>,
     /// Seconds the last decode took: the margin kept to meet `max_delay`.
@@ -129,7 +135,8 @@ impl StreamingRecognizer {
             last_speech_end: None,
             decoded_len: 0,
             final_end: 0.0,
-            final_text: String::new(),
+            committed: Vec::new(),
+            context: String::new(),
             previous: Vec::new(),
             last_cost: 0.3,
         }
@@ -176,7 +183,9 @@ impl StreamingRecognizer {
         };
         let fresh = (self.buffer.len() - self.decoded_len.min(self.buffer.len())) as f64
             / SAMPLE_RATE as f64;
-        fresh >= self.settings.min_step || self.paused_at(speech_end)
+        let buffered = self.buffer.len() as f64 / SAMPLE_RATE as f64;
+        let enough = buffered >= FIRST_DECODE || !self.committed.is_empty();
+        (enough && fresh >= self.settings.min_step) || self.paused_at(speech_end)
     }
 
     fn paused_at(&self, speech_end: f64) -> bool {
@@ -210,7 +219,7 @@ impl StreamingRecognizer {
         } else {
             self.agree(hypothesis)
         };
-        if self.buffer.len() as f64 / SAMPLE_RATE as f64 > TRIM_AFTER && update.partial.is_empty() {
+        if self.buffer.len() as f64 / SAMPLE_RATE as f64 > TRIM_AFTER {
             self.cut_buffer_at(self.final_end);
         }
         update.partial.retain(|w| !w.text.trim().is_empty());
@@ -252,11 +261,14 @@ impl StreamingRecognizer {
     /// LocalAgreement-2: the common prefix of this and the previous hypothesis is final;
     /// so is anything that has waited as long as `max_delay` allows.
     fn agree(&mut self, hypothesis: Vec<Word>) -> Update {
+        // The last second of audio is where hypotheses are least stable (a word may be cut
+        // off mid-way): agreement there is not yet trusted.
+        let settled_before = self.received_seconds() - UNSTABLE_TAIL;
         let agreed = self
             .previous
             .iter()
             .zip(&hypothesis)
-            .take_while(|(a, b)| same_word(&a.text, &b.text))
+            .take_while(|(a, b)| same_word(&a.text, &b.text) && b.end <= settled_before)
             .count();
         // A word ending this long ago must be final now, or the next decode comes too late.
         let deadline =
@@ -281,15 +293,22 @@ impl StreamingRecognizer {
         if let Some(last) = words.last() {
             self.final_end = self.final_end.max(last.end);
         }
-        for w in words {
-            self.final_text.push_str(&w.text);
+        self.committed.extend_from_slice(words);
+    }
+
+    /// Finals whose audio is cut away become the decoder's context.
+    fn retire_committed(&mut self) {
+        let cut = self.buffer_start + 0.01;
+        let gone = self.committed.iter().take_while(|w| w.end <= cut).count();
+        for w in self.committed.drain(..gone) {
+            self.context.push_str(&w.text);
         }
-        let excess = self.final_text.len().saturating_sub(PROMPT_CHARS);
+        let excess = self.context.len().saturating_sub(PROMPT_CHARS);
         if excess > 0 {
-            let cut = (excess..=self.final_text.len())
-                .find(|&i| self.final_text.is_char_boundary(i))
-                .unwrap_or(self.final_text.len());
-            self.final_text.drain(..cut);
+            let at = (excess..=self.context.len())
+                .find(|&i| self.context.is_char_boundary(i))
+                .unwrap_or(self.context.len());
+            self.context.drain(..at);
         }
     }
 
@@ -300,7 +319,7 @@ impl StreamingRecognizer {
             beam_size: 1,
             temperatures: vec![0.0],
             language: self.settings.language.clone(),
-            initial_prompt: Some(self.final_text.clone()).filter(|t| !t.trim().is_empty()),
+            initial_prompt: Some(self.context.clone()).filter(|t| !t.trim().is_empty()),
             condition_on_previous_text: false,
             word_timestamps: true,
             ..Options::default()
@@ -321,7 +340,11 @@ impl StreamingRecognizer {
             .filter(|w| w.start >= self.final_end - OVERLAP_TOLERANCE)
             .collect();
         // Whisper may repeat the last final words at the start of its hypothesis.
-        let tail: Vec<&str> = self.final_text.split_whitespace().collect();
+        let tail: Vec<&str> = if self.committed.is_empty() {
+            self.context.split_whitespace().collect()
+        } else {
+            self.committed.iter().map(|w| w.text.as_str()).collect()
+        };
         for n in (1..=5.min(words.len()).min(tail.len())).rev() {
             let repeated = words[..n]
                 .iter()
@@ -331,6 +354,18 @@ impl StreamingRecognizer {
                 words.drain(..n);
                 break;
             }
+        }
+        // A word straddling the last final is that final heard again ("Drive" / "Driver").
+        if let (Some(first), Some(last)) = (words.first(), tail.last())
+            && first.start < self.final_end
+            && overlapping_word(&first.text, last)
+        {
+            words.remove(0);
+        }
+        // Finals never go back in time, even by the aligner's 20 ms.
+        for w in &mut words {
+            w.start = w.start.max(self.final_end);
+            w.end = w.end.max(w.start);
         }
         Ok(words)
     }
@@ -344,6 +379,7 @@ impl StreamingRecognizer {
         self.buffer.drain(..samples);
         self.buffer_start += samples as f64 / SAMPLE_RATE as f64;
         self.decoded_len = self.decoded_len.saturating_sub(samples);
+        self.retire_committed();
     }
 }
 
@@ -358,6 +394,18 @@ fn same_word(a: &str, b: &str) -> bool {
     norm(a) == norm(b)
 }
 
+/// One word is the other with an ending added or lost.
+fn overlapping_word(a: &str, b: &str) -> bool {
+    let norm = |s: &str| {
+        s.chars()
+            .filter(|c| c.is_alphanumeric())
+            .flat_map(char::to_lowercase)
+            .collect::<String>()
+    };
+    let (a, b) = (norm(a), norm(b));
+    !a.is_empty() && !b.is_empty() && (a.starts_with(&b) || b.starts_with(&a))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,5 +414,7 @@ mod tests {
     fn words_match_whatever_their_case_and_punctuation() {
         assert!(same_word(" Hello,", "hello"));
         assert!(!same_word(" hello", "help"));
+        assert!(overlapping_word(" Driver", " Drive"));
+        assert!(!overlapping_word(" the", " a"));
     }
 }
