@@ -445,7 +445,11 @@ mod tests {
     #[tokio::test]
     async fn a_temporary_key_reports_its_parent_and_is_not_listed() {
         let (store, _dir) = temp_store().await;
-        let user = store.users().create("ada", "x", Role::Member).await.unwrap();
+        let user = store
+            .users()
+            .create("ada", "x", Role::Member)
+            .await
+            .unwrap();
         let (_, parent) = new_token(&store, user.id).await;
         let generated = generate(TokenKind::Project);
         let child = store
@@ -470,12 +474,19 @@ mod tests {
         let found = store.tokens().find_secret(&generated.hash).await.unwrap();
         let state = found.unwrap().parent.unwrap();
         assert_eq!(state.revoked_at, None);
-        store.tokens().revoke(parent.id, Some(user.id)).await.unwrap();
+        store
+            .tokens()
+            .revoke(parent.id, Some(user.id))
+            .await
+            .unwrap();
         let found = store.tokens().find_secret(&generated.hash).await.unwrap();
         assert!(found.unwrap().parent.unwrap().revoked_at.is_some());
         let listed = store.tokens().list_for_user(user.id).await.unwrap();
         assert!(listed.iter().all(|t| t.id != child.id));
-        assert_eq!(store.tokens().count_active(user.id, 1).await.unwrap(), (0, 0));
+        assert_eq!(
+            store.tokens().count_active(user.id, 1).await.unwrap(),
+            (0, 0)
+        );
     }
 
     #[tokio::test]
