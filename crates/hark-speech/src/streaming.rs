@@ -70,14 +70,14 @@ pub struct Update {
 /// Decides which 32 ms chunks hold speech.
 pub enum VoiceDetector {
     /// Silero VAD: a small neural net, robust to noise.
-    Silero(Arc<Silero>, VadState),
+    Silero(Arc<Silero>, Box<VadState>),
     /// Loudness only: used when the Silero weights are not installed.
     Energy,
 }
 
 impl VoiceDetector {
     pub fn silero(model: Arc<Silero>) -> Self {
-        let state = model.state();
+        let state = Box::new(model.state());
         VoiceDetector::Silero(model, state)
     }
 
@@ -226,7 +226,8 @@ impl StreamingRecognizer {
         Ok(update)
     }
 
-    /// Decodes whatever is left and makes it final: the stream has ended.
+    /// Decodes whatever is left and makes it final: the stream (or, for a client that
+    /// commits its own turns, the utterance) has ended. Audio may follow.
     pub fn finish(&mut self) -> Result<Update, SpeechError> {
         self.push_remainder();
         if self.last_speech_end.is_none() {
@@ -239,13 +240,24 @@ impl StreamingRecognizer {
         let finals = self.decode()?;
         self.finalize(&finals);
         self.previous.clear();
-        self.buffer.clear();
+        let all = self.buffer.len();
+        self.cut_buffer(all);
         self.last_speech_end = None;
         Ok(Update {
             finals,
             partial: Vec::new(),
             end_of_utterance: true,
         })
+    }
+
+    /// Forgets the audio not yet behind a final (OpenAI's `input_audio_buffer.clear`).
+    pub fn clear(&mut self) {
+        self.received += self.unclassified.len();
+        self.unclassified.clear();
+        let all = self.buffer.len();
+        self.cut_buffer(all);
+        self.previous.clear();
+        self.last_speech_end = None;
     }
 
     /// The samples short of a detector chunk count as speech at the end of a stream.

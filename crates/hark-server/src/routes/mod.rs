@@ -5,6 +5,7 @@ mod batch;
 mod health;
 mod manage;
 mod openai;
+mod openai_realtime;
 mod recordings;
 mod session;
 mod speechmatics;
@@ -146,6 +147,7 @@ pub fn api() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(manage::delete_project))
         .routes(routes!(speechmatics::api_keys::create_temporary_key))
         .routes(routes!(speechmatics::realtime::realtime))
+        .routes(routes!(openai_realtime::realtime))
         .split_for_parts()
 }
 

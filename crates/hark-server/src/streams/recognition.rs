@@ -28,6 +28,10 @@ const MAX_ARRIVALS: usize = 4096;
 
 enum Input {
     Audio(Vec<f32>),
+    /// Finalise what was received, then go on listening.
+    Flush,
+    /// Forget what is not final yet.
+    Clear,
     End,
 }
 
@@ -35,6 +39,8 @@ enum Input {
 #[derive(Debug)]
 pub enum StreamEvent {
     Update(TimedUpdate),
+    /// Everything received so far is final (after [`LiveStream::flush`]).
+    Flushed,
     /// Everything received has been finalised (after [`LiveStream::end`]).
     Finished,
     /// The recognizer stopped; the message is fit for the client.
@@ -130,6 +136,16 @@ impl LiveStream {
         let _ = self.input.send(Input::End).await;
     }
 
+    /// Finalise what was received, then [`StreamEvent::Flushed`]; audio may follow.
+    pub async fn flush(&mut self) {
+        let _ = self.input.send(Input::Flush).await;
+    }
+
+    /// Drop the audio that is not final yet.
+    pub async fn clear(&mut self) {
+        let _ = self.input.send(Input::Clear).await;
+    }
+
     /// The next event; `None` once the recognizer is gone. Notes final latencies.
     pub async fn next_event(&mut self) -> Option<StreamEvent> {
         let event = self.events.recv().await?;
@@ -174,18 +190,48 @@ fn recognize(
             }))
             .is_ok()
     };
+    // Handles one input; `false` when it asks to stop taking more before deciding.
+    let take = |recognizer: &mut StreamingRecognizer,
+                input: Input,
+                ended: &mut bool|
+     -> Result<bool, SpeechError> {
+        match input {
+            Input::Audio(samples) => {
+                recognizer.push(&samples)?;
+                Ok(true)
+            }
+            Input::Flush => {
+                let update = recognizer.finish()?;
+                send(update, recognizer.received_seconds());
+                let _ = outbox.send(StreamEvent::Flushed);
+                Ok(false)
+            }
+            Input::Clear => {
+                recognizer.clear();
+                Ok(true)
+            }
+            Input::End => {
+                *ended = true;
+                Ok(false)
+            }
+        }
+    };
     loop {
         if !recognizer.due() && !ended {
             match inbox.blocking_recv() {
-                Some(Input::Audio(samples)) => recognizer.push(&samples)?,
-                Some(Input::End) => ended = true,
+                Some(input) => {
+                    take(&mut recognizer, input, &mut ended)?;
+                }
                 None => return Ok(()),
             }
         }
         while !ended && recognizer.pending_seconds() < MAX_PENDING_SECONDS {
             match inbox.try_recv() {
-                Ok(Input::Audio(samples)) => recognizer.push(&samples)?,
-                Ok(Input::End) => ended = true,
+                Ok(input) => {
+                    if !take(&mut recognizer, input, &mut ended)? {
+                        break;
+                    }
+                }
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => return Ok(()),
             }

@@ -262,9 +262,13 @@ impl Session {
                         .await),
                 }
             }
-            ClientMessage::ForceEndOfUtterance {} | ClientMessage::SetRecognitionConfig {} => {
+            ClientMessage::ForceEndOfUtterance {} => {
+                if let Some(running) = self.stream.as_mut() {
+                    running.live.flush().await;
+                }
                 Ok(())
             }
+            ClientMessage::SetRecognitionConfig {} => Ok(()),
         }
     }
 
@@ -407,6 +411,7 @@ impl Session {
                 }
                 None
             }
+            StreamEvent::Flushed => None,
             StreamEvent::Finished => {
                 self.send(json!({"message": "EndOfTranscript"})).await;
                 Some(Close(close::NORMAL, ""))
