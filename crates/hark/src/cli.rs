@@ -25,6 +25,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Transcribe an audio file, locally or on a hark server, and print the transcript.
     Transcribe(TranscribeArgs),
+    /// Stream an audio file to a hark server's live transcription (the Speechmatics
+    /// real-time protocol at /v2) and print the transcript as it comes.
+    Listen(ListenArgs),
     /// Administer users and tokens directly on the data dir (works while a server runs).
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -181,6 +184,31 @@ pub struct TranscribeArgs {
     pub engine: EngineArgs,
 }
 
+#[derive(Args)]
+pub struct ListenArgs {
+    /// The audio file (any format `transcribe` reads); it is sent as 16 kHz pcm_s16le.
+    pub file: PathBuf,
+    /// The hark server's base URL; the stream goes to ws://…/v2 (wss:// for https://).
+    #[arg(long, env = "HARK_SERVER", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// API token with real-time rights: a realtime project key (or a personal token with
+    /// the realtime scope).
+    #[arg(long, env = "HARK_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Send the audio at 1x, as a live source would (default: as fast as the server takes it).
+    #[arg(long)]
+    pub realtime_pace: bool,
+    /// Print every server message as one JSON line instead of the transcript.
+    #[arg(long)]
+    pub json: bool,
+    /// Seconds the server may wait before finalising words (0.7 to 4).
+    #[arg(long, default_value_t = 2.0)]
+    pub max_delay: f64,
+    /// Language code, e.g. en.
+    #[arg(long, default_value = "en")]
+    pub language: String,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -238,7 +266,7 @@ impl Command {
         match self {
             Command::Serve(a) => a.engine.threads,
             Command::Transcribe(a) => a.engine.threads,
-            Command::Admin(_) => None,
+            Command::Admin(_) | Command::Listen(_) => None,
         }
         .filter(|t| *t > 0)
     }

@@ -2,6 +2,7 @@
 
 mod admin;
 mod cli;
+mod listen;
 mod logging;
 mod serve;
 mod transcribe;
@@ -30,6 +31,10 @@ fn main() -> std::process::ExitCode {
             Command::Transcribe(args) => {
                 logging::init(logging::Format::Text, "warn");
                 transcribe::run(&cli.data_dir, args).await
+            }
+            Command::Listen(args) => {
+                logging::init(logging::Format::Text, "warn");
+                listen::run(args).await
             }
             Command::Admin(command) => {
                 logging::init(logging::Format::Text, "warn");

@@ -39,6 +39,9 @@ pub struct UploadForm {
     language: Option<String>,
     /// Accepted for Scriptix compatibility; hark makes one kind of document.
     document_type: Option<String>,
+    /// The project to file it in, one of the workspace's (the default project when absent).
+    /// A project key's uploads are in its own project; naming another is 403.
+    project_id: Option<i64>,
 }
 
 struct Received {
@@ -58,6 +61,7 @@ pub async fn accept(
     })?;
     let mut title = None;
     let mut language = None;
+    let mut project = None;
     let mut received: Option<Received> = None;
     let limit = state.config.max_upload_bytes as u64;
     let read: Result<(), ApiError> = async {
@@ -74,6 +78,7 @@ pub async fn accept(
                 }
                 "title" => title = Some(read_text_field(&mut field).await?),
                 "language" => language = Some(read_text_field(&mut field).await?),
+                "project_id" => project = Some(read_text_field(&mut field).await?),
                 _ => {}
             }
         }
@@ -93,8 +98,13 @@ pub async fn accept(
             "file: a multipart field named `file` is required",
         ));
     };
-    let validated = read.and_then(|()| validate(title.as_deref(), &filename, language));
-    let (title, language) = match validated {
+    let validated = match read.and_then(|()| validate(title.as_deref(), &filename, language)) {
+        Ok(v) => target_project(state, principal, project.as_deref())
+            .await
+            .map(|project_id| (v, project_id)),
+        Err(e) => Err(e),
+    };
+    let ((title, language), project_id) = match validated {
         Ok(v) => v,
         Err(e) => {
             writer.abort().await;
@@ -110,7 +120,7 @@ pub async fn accept(
     .map_err(|e| ApiError::Internal(e.to_string()))?;
     let new = NewRecording {
         user_id: principal.user_id,
-        project_id: principal.project_id().unwrap_or(DEFAULT_PROJECT_ID),
+        project_id,
         title,
         original_filename: filename.chars().take(255).collect(),
         mime_type: content_type.to_owned(),
@@ -144,6 +154,41 @@ pub async fn accept(
         )
         .await?;
     Ok((recording, job))
+}
+
+/// Where an upload goes: a project key's own project; else the form's `project_id` if it
+/// names a project of the uploader's workspace (404 otherwise); else the default project.
+async fn target_project(
+    state: &AppState,
+    principal: &Principal,
+    asked: Option<&str>,
+) -> Result<i64, ApiError> {
+    let asked = match asked.map(str::trim).filter(|a| !a.is_empty()) {
+        None => None,
+        Some(text) => Some(
+            text.parse::<i64>()
+                .map_err(|_| ApiError::bad_request("project_id: a project's numeric id"))?,
+        ),
+    };
+    match (principal.project_id(), asked) {
+        (Some(own), Some(asked)) if own != asked => Err(ApiError::forbidden(
+            "a project key uploads into its own project only",
+        )),
+        (Some(own), _) => Ok(own),
+        (None, None) => Ok(DEFAULT_PROJECT_ID),
+        (None, Some(asked)) => {
+            state
+                .store
+                .projects()
+                .get(principal.workspace_id, asked)
+                .await
+                .map_err(|e| match e {
+                    hark_store::StoreError::NotFound => ApiError::NotFound("project"),
+                    other => other.into(),
+                })?;
+            Ok(asked)
+        }
+    }
 }
 
 fn validate(

@@ -1,6 +1,8 @@
 //! The web UI: one page and its script and stylesheet, compiled into the binary so hark
 //! serves them offline with no CDN. A strict Content-Security-Policy allows only this
-//! origin's own files (no inline script or style), so injected markup cannot run.
+//! origin's own files (no inline script or style), so injected markup cannot run. The live
+//! page's WebSocket to `/v2` is same-origin, which `connect-src 'self'` covers (CSP 3 lets
+//! `'self'` match `ws:`/`wss:` on this host and port), and its AudioWorklet is a file here too.
 
 use axum::Router;
 use axum::http::{HeaderValue, header};
@@ -11,6 +13,8 @@ use crate::state::AppState;
 
 const INDEX: &str = include_str!("assets/index.html");
 const SCRIPT: &str = include_str!("assets/app.js");
+const LIVE: &str = include_str!("assets/live.js");
+const LIVE_WORKLET: &str = include_str!("assets/live-worklet.js");
 const STYLE: &str = include_str!("assets/app.css");
 const ICON: &str = include_str!("assets/icon.svg");
 
@@ -27,6 +31,14 @@ pub fn router() -> Router<AppState> {
         .route(
             "/assets/app.js",
             get(|| async { asset(SCRIPT, "text/javascript; charset=utf-8") }),
+        )
+        .route(
+            "/assets/live.js",
+            get(|| async { asset(LIVE, "text/javascript; charset=utf-8") }),
+        )
+        .route(
+            "/assets/live-worklet.js",
+            get(|| async { asset(LIVE_WORKLET, "text/javascript; charset=utf-8") }),
         )
         .route(
             "/assets/app.css",

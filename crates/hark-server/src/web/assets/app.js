@@ -1,13 +1,17 @@
 // hark's web UI: plain DOM, no framework, no inline script (the CSP forbids it). Every
 // value from the server goes in through textContent or attributes, never as markup.
+// The live page is its own module (live.js), using the helpers exported here.
 
-const main = document.getElementById("main");
-let me = null;
+import { liveView } from "./live.js";
+
+export const main = document.getElementById("main");
+export let me = null;
 let refreshTimer = null;
+let leaving = null;
 
 // ---------- small helpers ----------
 
-function h(tag, attrs = {}, ...children) {
+export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs)) {
     if (value === null || value === undefined || value === false) continue;
@@ -31,7 +35,7 @@ class ApiFailure extends Error {
   }
 }
 
-async function api(method, path, body) {
+export async function api(method, path, body) {
   const options = { method, headers: { Accept: "application/json" }, credentials: "same-origin" };
   if (body !== undefined) {
     options.headers["Content-Type"] = "application/json";
@@ -50,7 +54,7 @@ async function api(method, path, body) {
   return data;
 }
 
-function toast(message) {
+export function toast(message) {
   const el = document.getElementById("toast");
   el.textContent = message;
   el.hidden = false;
@@ -58,7 +62,7 @@ function toast(message) {
   toast.timer = setTimeout(() => (el.hidden = true), 3500);
 }
 
-function go(hash) {
+export function go(hash) {
   if (location.hash === hash) route();
   else location.hash = hash;
 }
@@ -70,7 +74,7 @@ function when(value, fallback = "never") {
   return value ? dateFormat.format(new Date(value)) : fallback;
 }
 
-function clock(seconds) {
+export function clock(seconds) {
   const s = Math.max(0, Math.floor(seconds));
   const hh = Math.floor(s / 3600);
   const mm = Math.floor((s % 3600) / 60);
@@ -96,17 +100,17 @@ function badge(status) {
   return h("span", { class: `badge badge-${text}` }, text);
 }
 
-function field(label, input, hint) {
+export function field(label, input, hint) {
   const id = input.id || `f-${Math.random().toString(36).slice(2)}`;
   input.id = id;
   return h("div", { class: "field" }, h("label", { for: id }, label), input, hint ? h("p", { class: "hint" }, hint) : null);
 }
 
-function errorLine() {
+export function errorLine() {
   return h("p", { class: "error", role: "alert", hidden: true });
 }
 
-function showError(el, err) {
+export function showError(el, err) {
   el.textContent = err.message;
   el.hidden = false;
 }
@@ -142,7 +146,15 @@ function confirmDialog(title, message, action, danger = true) {
 
 // ---------- shell ----------
 
-function shell(section) {
+/** Runs `stop` when the next view replaces this one (the live page lets go of the microphone). */
+export function onLeave(stop) {
+  leaving = stop;
+}
+
+export function shell(section) {
+  const stop = leaving;
+  leaving = null;
+  stop?.();
   document.getElementById("topbar").hidden = !me;
   document.getElementById("who").textContent = me ? `${me.username} · ${me.role}` : "";
   for (const a of document.querySelectorAll("[data-nav]")) {
@@ -754,6 +766,7 @@ async function route() {
   if (path === "/settings/tokens" || path === "/settings") return tokensView();
   if (path === "/settings/audit") return auditView(params);
   if (path === "/settings/workspace") return workspaceView();
+  if (path === "/live") return liveView();
   return recordingsView(params);
 }
 
