@@ -188,7 +188,7 @@ pub struct TranscribeArgs {
 pub struct ListenArgs {
     /// The audio file (any format `transcribe` reads); it is sent as 16 kHz pcm_s16le.
     pub file: PathBuf,
-    /// The hark server's base URL; the stream goes to ws://…/v2 (wss:// for https://).
+    /// The hark server's base URL (http://; no TLS is built in); the stream goes to ws://…/v2.
     #[arg(long, env = "HARK_SERVER", default_value = "http://127.0.0.1:8080")]
     pub server: String,
     /// API token with real-time rights: a realtime project key (or a personal token with

@@ -303,6 +303,37 @@ fn table(member_upload: i64, member_job: i64) -> Vec<Row> {
             "/api/manage/projects/999999",
             with([403, 403, 403, 403, 403, 403, 404]),
         ),
+        // Temporary keys: only for the type the caller holds.
+        Row {
+            body: Some(json!({"ttl": 60})),
+            ..row(
+                M::POST,
+                "/v1/api_keys?type=rt",
+                with([201, 201, 201, 403, 403, 201, 403]),
+            )
+        },
+        Row {
+            body: Some(json!({"ttl": 60})),
+            ..row(
+                M::POST,
+                "/v1/api_keys?type=batch",
+                with([201, 201, 201, 201, 201, 403, 403]),
+            )
+        },
+        // Real-time handshakes: a plain GET from a caller who may stream is told to
+        // upgrade (400); everyone else is refused before that.
+        row(M::GET, "/v2", with([400, 400, 400, 403, 403, 400, 403])),
+        row(M::GET, "/v2/en", with([400, 400, 400, 403, 403, 400, 403])),
+        row(
+            M::GET,
+            "/api/v3/realtime",
+            with([400, 400, 400, 403, 403, 400, 403]),
+        ),
+        row(
+            M::GET,
+            "/v1/realtime?intent=transcription",
+            with([400, 400, 400, 403, 403, 400, 403]),
+        ),
     ]
 }
 

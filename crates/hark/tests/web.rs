@@ -72,6 +72,98 @@ async fn in_chromium_a_token_is_created_shown_once_used_and_revoked_and_a_clip_i
     assert!(wer < 0.15, "WER {wer:.2}: {heard}");
 }
 
+/// A project besides the default one, made by the admin `username` in the web UI's way.
+async fn second_project(server: &TestServer, username: &str, name: &str) -> i64 {
+    let cookie = server.login(username).await;
+    let res = server
+        .post_json_as_session("/api/manage/projects", &cookie, json!({ "name": name }))
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    res.json::<Value>().await.unwrap()["id"].as_i64().unwrap()
+}
+
+#[tokio::test]
+async fn in_chromium_the_live_page_streams_the_microphone_and_saves_a_recording() {
+    let server = TestServer::start().await;
+    let token = server.user_with_token("ada", "admin");
+    let project = second_project(&server, "ada", "Standups").await;
+    // Chromium's microphone plays meeting_02.wav in a loop; its first sentence has these.
+    let plan = json!({"clip": shared_audio("meeting_02.wav"), "project": "Standups",
+                      "words": ["marketing", "landing"]});
+    let report = run_browser(&server, "live", "ada", &plan.to_string());
+    let key = report["key"].as_str().expect("the key the page streamed with");
+    server.saw_secret(key);
+    let id = report["recording"].as_i64().expect("the saved recording");
+    let recording: Value = server
+        .get(&format!("/api/recordings/{id}"), &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(recording["project_id"], project, "{recording}");
+    assert_eq!(recording["mime_type"], "audio/wav");
+    let wav = server
+        .get(&format!("/api/recordings/{id}/audio"), &token)
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    let word = |at: usize| u16::from_le_bytes([wav[at], wav[at + 1]]);
+    let long = |at: usize| u32::from_le_bytes(wav[at..at + 4].try_into().unwrap());
+    assert_eq!((&wav[..4], &wav[8..16], &wav[36..40]), (&b"RIFF"[..], &b"WAVEfmt "[..], &b"data"[..]));
+    assert_eq!((word(20), word(22), word(34)), (1, 1, 16), "16-bit mono PCM");
+    assert_eq!(long(40) as usize, wav.len() - 44);
+    let seconds = f64::from(long(40)) / 2.0 / f64::from(long(24));
+    let heard = report["seconds"].as_f64().unwrap();
+    assert!(seconds > 2.0 && seconds < heard + 5.0, "{seconds:.1} s saved, {heard:.1} s live");
+}
+
+#[tokio::test]
+async fn uploads_go_into_a_chosen_project_of_the_workspace() {
+    let server = TestServer::start().await;
+    let token = server.user_with_token("ada", "admin");
+    let project = second_project(&server, "ada", "Standups").await;
+    let key = server
+        .api_token(
+            &token,
+            json!({"name": "ingest", "kind": "project", "project_id": 1, "type": "batch"}),
+        )
+        .await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut clip = std::fs::read(shared_audio("meeting_01.wav")).unwrap();
+    clip.truncate(44 + 3200);
+    let upload = |route: &'static str, who: String, project_id: String| {
+        let form = reqwest::multipart::Form::new()
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(clip.clone()).file_name("x.wav"),
+            )
+            .text("project_id", project_id);
+        let server = &server;
+        async move { server.post_form(route, &who, form).await }
+    };
+    let res = upload("/api/recordings", token.clone(), project.to_string()).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    assert_eq!(res.json::<Value>().await.unwrap()["project_id"], project);
+    for (id, status, code) in [
+        ("999", StatusCode::NOT_FOUND, "not_found"),
+        ("two", StatusCode::BAD_REQUEST, "invalid_request"),
+    ] {
+        let res = upload("/api/recordings", token.clone(), id.into()).await;
+        assert_eq!(error_code(res).await, (status, code.to_owned()), "{id}");
+    }
+    let res = upload("/api/v3/speech-to-text", key.clone(), project.to_string()).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::FORBIDDEN,
+        "a key uploads into its own project only"
+    );
+    let res = upload("/api/v3/speech-to-text", key, "1".into()).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+}
+
 #[tokio::test]
 async fn in_chromium_an_uploaded_page_never_runs_in_harks_origin() {
     let server = TestServer::start().await;
@@ -133,6 +225,8 @@ async fn pages_are_served_with_a_strict_content_security_policy() {
     for (path, kind) in [
         ("/", "text/html"),
         ("/assets/app.js", "text/javascript"),
+        ("/assets/live.js", "text/javascript"),
+        ("/assets/live-worklet.js", "text/javascript"),
         ("/assets/app.css", "text/css"),
         ("/assets/icon.svg", "image/svg+xml"),
     ] {

@@ -3,6 +3,7 @@
 //   node ui.mjs tokens BASE_URL USERNAME PASSWORD AUDIO_FILE ARTIFACT_DIR
 //   node ui.mjs setup  BASE_URL USERNAME PASSWORD - ARTIFACT_DIR
 //   node ui.mjs inert  BASE_URL ADMIN PASSWORD '{"link","path","member"}' ARTIFACT_DIR
+//   node ui.mjs live   BASE_URL USERNAME PASSWORD '{"clip","project","words"}' ARTIFACT_DIR
 // Prints one JSON line with what the Rust side needs to check (e.g. the token it saw, so
 // it can assert the server never logged it); exits non-zero on the first failed check.
 
@@ -13,11 +14,16 @@ import path from "node:path";
 const [mode, base, username, password, audioFile, artifacts] = process.argv.slice(2);
 const origin = new URL(base).origin;
 mkdirSync(artifacts, { recursive: true });
+// In live mode the microphone is a file (Chromium loops it) and nobody is asked for it.
+const microphone = mode === "live"
+  ? ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+    `--use-file-for-fake-audio-capture=${JSON.parse(audioFile).clip}`, "--autoplay-policy=no-user-gesture-required"]
+  : [];
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   headless: true,
-  args: ["--no-sandbox"],
+  args: ["--no-sandbox", ...microphone],
 });
 const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
 const page = await context.newPage();
@@ -198,6 +204,50 @@ async function tokens() {
   return { token, key, transcript };
 }
 
+// The live page: a temporary key for the chosen project, the "microphone" streamed to /v2,
+// partials shown provisional, finals with their times, then Stop and Save as recording.
+async function live() {
+  const { project, words } = JSON.parse(audioFile);
+  let key = null;
+  page.on("websocket", (ws) => { key = new URL(ws.url()).searchParams.get("jwt"); });
+  await signIn();
+  await page.getByRole("link", { name: "Live" }).click();
+  await page.getByRole("heading", { name: "Live transcription" }).waitFor();
+  const select = page.getByLabel("Project");
+  await select.locator("option", { hasText: project }).waitFor({ state: "attached" });
+  await select.selectOption({ label: project });
+  // Partials are replaced as they come: note the first one shown, and how it looked.
+  await page.evaluate(() => {
+    new MutationObserver(() => {
+      const p = document.querySelector(".partial");
+      if (!window.firstPartial && p && !p.hidden && p.textContent.trim()) {
+        window.firstPartial = { text: p.textContent, style: getComputedStyle(p).fontStyle };
+      }
+    }).observe(document.body, { subtree: true, childList: true, characterData: true, attributes: true });
+  });
+  const started = Date.now();
+  await page.getByRole("button", { name: "Start", exact: true }).click();
+  for (const word of words) {
+    await page.locator(".final", { hasText: new RegExp(`\\b${word}\\b`, "i") }).first().waitFor({ timeout: 120_000 });
+  }
+  const seconds = (Date.now() - started) / 1000;
+  await shot("live");
+  const partial = await page.evaluate(() => window.firstPartial);
+  check(partial?.style === "italic", `a partial was shown, provisional: ${JSON.stringify(partial)}`);
+  check(/^hark_key_/.test(key || ""), "the page streams with a temporary project key");
+  const finals = await page.locator(".final").allInnerTexts();
+  check(finals.every((f) => /^\d+:\d\d\s/.test(f)), `finals carry their start times: ${finals}`);
+
+  await page.getByRole("button", { name: "Stop", exact: true }).click();
+  await page.getByText(/^Done ·/).waitFor({ timeout: 60_000 });
+  await page.getByRole("button", { name: "Save as recording" }).click();
+  const saved = page.locator("a[href^='#/recordings/']");
+  await saved.waitFor({ timeout: 30_000 });
+  const id = Number((await saved.getAttribute("href")).split("/").pop());
+  await shot("live-saved");
+  return { key, recording: id, finals: finals.join(" "), partial: partial.text, seconds };
+}
+
 async function setup() {
   await page.goto(base);
   await page.getByRole("heading", { name: "Welcome to hark" }).waitFor();
@@ -216,7 +266,8 @@ async function setup() {
 
 let result;
 try {
-  result = mode === "setup" ? await setup() : mode === "inert" ? await inert() : await tokens();
+  const modes = { setup, inert, live, tokens };
+  result = await (modes[mode] || tokens)();
   check(foreign.length === 0, `requests left the origin: ${foreign.join(", ")}`);
   check(problems.length === 0, `console errors (CSP or script): ${problems.join(" | ")}`);
   console.log(JSON.stringify({ ok: true, ...result }));
