@@ -282,9 +282,10 @@ impl StreamingRecognizer {
             .zip(&hypothesis)
             .take_while(|(a, b)| same_word(&a.text, &b.text) && b.end <= settled_before)
             .count();
-        // A word ending this long ago must be final now, or the next decode comes too late.
+        // A word that falls due just after a decode starts waits for that decode and the
+        // next: two decodes' time is the margin.
         let deadline =
-            self.received_seconds() - (self.settings.max_delay - self.last_cost).max(0.2);
+            self.received_seconds() - (self.settings.max_delay - 2.0 * self.last_cost).max(0.2);
         let overdue = hypothesis
             .iter()
             .rposition(|w| w.end <= deadline)

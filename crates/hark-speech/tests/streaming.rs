@@ -34,7 +34,13 @@ fn detector() -> VoiceDetector {
 /// Feeds 100 ms pieces, decoding whenever the recognizer says a decode is due, as a
 /// server with time to spare would; returns every update.
 fn stream(engine: Arc<Engine>, samples: &[f32]) -> Vec<Update> {
-    let mut recognizer = StreamingRecognizer::new(engine, detector(), StreamSettings::default());
+    // The longest delay Speechmatics allows: a decode here takes as long as on a loaded
+    // server, but audio is not paced, so a short delay would force most words early.
+    let settings = StreamSettings {
+        max_delay: 4.0,
+        ..StreamSettings::default()
+    };
+    let mut recognizer = StreamingRecognizer::new(engine, detector(), settings);
     let mut updates = Vec::new();
     for piece in samples.chunks(1600) {
         recognizer.push(piece).expect("push");

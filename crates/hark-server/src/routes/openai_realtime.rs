@@ -305,9 +305,7 @@ impl Session {
         {
             return Some(close);
         }
-        let Some((live, decoder)) = self.stream.as_mut() else {
-            return None;
-        };
+        let (live, decoder) = self.stream.as_mut()?;
         match decoder.push(&bytes) {
             Ok(samples) => {
                 live.send_audio(samples).await;
