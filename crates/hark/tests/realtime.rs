@@ -1,4 +1,5 @@
-//! Live transcription through the official clients (speechmatics-rt, openai) and a raw
+//! Live transcription through the official clients (speechmatics-rt, the older
+//! speechmatics-python, openai) and a raw
 //! WebSocket: who may open a stream, what the protocol answers to bad input, revocation
 //! ending a stream, temporary keys and the stream cap.
 
@@ -176,6 +177,22 @@ async fn the_official_speechmatics_client_streams_through_hark() {
         );
         assert_eq!(out["ordered"], true, "{mode}: {out}");
     }
+    // The older speechmatics-python puts the language in the path (/v2/en).
+    let legacy = client_script(
+        "speechmatics_legacy.py",
+        vec![
+            ws_url(&server, "/v2"),
+            key.clone(),
+            shared_audio(clip).display().to_string(),
+        ],
+    )
+    .await;
+    assert!(legacy.get("error").is_none(), "legacy: {legacy}");
+    let wer = word_error_rate(&reference(clip), legacy["text"].as_str().unwrap());
+    assert!(
+        wer <= batch + 0.05,
+        "legacy: WER {wer} vs batch {batch}: {legacy}"
+    );
     let metrics = server
         .client
         .get(server.url("/metrics"))
@@ -185,7 +202,7 @@ async fn the_official_speechmatics_client_streams_through_hark() {
         .text()
         .await
         .unwrap();
-    assert!(metrics.contains("hark_streams_opened_total 3"), "{metrics}");
+    assert!(metrics.contains("hark_streams_opened_total 4"), "{metrics}");
     assert!(metrics.contains("hark_streams_open 0"), "{metrics}");
     server.saw_secret(&key);
     assert!(!server.log_text().contains(&key));
