@@ -88,10 +88,14 @@ async fn in_chromium_the_live_page_streams_the_microphone_and_saves_a_recording(
     let token = server.user_with_token("ada", "admin");
     let project = second_project(&server, "ada", "Standups").await;
     // Chromium's microphone plays meeting_02.wav in a loop; its first sentence has these.
-    let plan = json!({"clip": shared_audio("meeting_02.wav"), "project": "Standups",
+    // (Chromium reads a path with `..` in it as silence: hence canonical.)
+    let clip = shared_audio("meeting_02.wav").canonicalize().unwrap();
+    let plan = json!({"clip": clip, "project": "Standups",
                       "words": ["marketing", "landing"]});
     let report = run_browser(&server, "live", "ada", &plan.to_string());
-    let key = report["key"].as_str().expect("the key the page streamed with");
+    let key = report["key"]
+        .as_str()
+        .expect("the key the page streamed with");
     server.saw_secret(key);
     let id = report["recording"].as_i64().expect("the saved recording");
     let recording: Value = server
@@ -110,12 +114,33 @@ async fn in_chromium_the_live_page_streams_the_microphone_and_saves_a_recording(
         .unwrap();
     let word = |at: usize| u16::from_le_bytes([wav[at], wav[at + 1]]);
     let long = |at: usize| u32::from_le_bytes(wav[at..at + 4].try_into().unwrap());
-    assert_eq!((&wav[..4], &wav[8..16], &wav[36..40]), (&b"RIFF"[..], &b"WAVEfmt "[..], &b"data"[..]));
-    assert_eq!((word(20), word(22), word(34)), (1, 1, 16), "16-bit mono PCM");
+    assert_eq!(
+        (&wav[..4], &wav[8..16], &wav[36..40]),
+        (&b"RIFF"[..], &b"WAVEfmt "[..], &b"data"[..])
+    );
+    assert_eq!(
+        (word(20), word(22), word(34)),
+        (1, 1, 16),
+        "16-bit mono PCM"
+    );
     assert_eq!(long(40) as usize, wav.len() - 44);
     let seconds = f64::from(long(40)) / 2.0 / f64::from(long(24));
     let heard = report["seconds"].as_f64().unwrap();
-    assert!(seconds > 2.0 && seconds < heard + 5.0, "{seconds:.1} s saved, {heard:.1} s live");
+    assert!(
+        seconds > 2.0 && seconds < heard + 5.0,
+        "{seconds:.1} s saved, {heard:.1} s live"
+    );
+    // A recording like any upload: transcribed again from the saved audio.
+    let done = wait_for_recording(&server, &token, id, Duration::from_secs(120)).await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    let transcript: Value = server
+        .get(&format!("/api/recordings/{id}/transcript"), &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let text = transcript["transcript"].as_str().unwrap().to_lowercase();
+    assert!(text.contains("landing page"), "{text}");
 }
 
 #[tokio::test]
