@@ -97,6 +97,7 @@ async fn in_chromium_the_live_page_streams_the_microphone_and_saves_a_recording(
         .as_str()
         .expect("the key the page streamed with");
     server.saw_secret(key);
+    assert_auth_failed(server.get("/api/tokens/self", key).await).await;
     let id = report["recording"].as_i64().expect("the saved recording");
     let recording: Value = server
         .get(&format!("/api/recordings/{id}"), &token)

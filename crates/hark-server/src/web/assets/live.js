@@ -136,7 +136,11 @@ class LiveSession {
       if (this.state !== "starting") return this.release();
       on.status("Connecting…");
       const key = await api("POST", "/v1/api_keys?type=rt", { ttl: KEY_TTL_SECONDS, project_id: this.projectId });
-      if (this.state !== "starting") return this.release();
+      this.keyId = key.apikey_id;
+      if (this.state !== "starting") {
+        this.revokeKey();
+        return this.release();
+      }
       const scheme = location.protocol === "https:" ? "wss" : "ws";
       this.socket = new WebSocket(`${scheme}://${location.host}/v2?jwt=${encodeURIComponent(key.key_value)}`);
     } catch (err) {
@@ -238,6 +242,7 @@ class LiveSession {
     this.release();
     clearTimeout(this.deadline);
     if (this.socket && this.socket.readyState <= WebSocket.OPEN) this.socket.close(1000);
+    this.revokeKey();
     this.on.status(failure ? "Stopped." : `Done · ${clock(this.samples() / (this.rate || 1))} heard.`);
     if (failure) this.on.failed(failure);
     this.on.ended(this);
@@ -247,6 +252,12 @@ class LiveSession {
   close() {
     this.chunks = [];
     this.end();
+  }
+
+  /** The key was in a URL: it dies with the session rather than at its expiry. */
+  revokeKey() {
+    if (this.keyId) api("DELETE", `/api/tokens/${this.keyId}`).catch(() => {});
+    this.keyId = null;
   }
 
   release() {
