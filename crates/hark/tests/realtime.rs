@@ -569,3 +569,39 @@ async fn a_signed_in_member_mints_a_temporary_key_for_a_project() {
         })
         .await;
 }
+
+#[tokio::test]
+async fn a_temporary_key_expires_and_its_stream_ends() {
+    let server = TestServer::start().await;
+    let admin = server.user_with_token("adm", "admin");
+    let soon = (time::OffsetDateTime::now_utc() + Duration::from_secs(4))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let parent = server
+        .api_token(
+            &admin,
+            json!({"name": "short", "kind": "project", "project_id": 1, "type": "realtime",
+                   "expires": soon}),
+        )
+        .await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let res = server
+        .post_json("/v1/api_keys?type=rt", &parent, json!({"ttl": 3600}))
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let temporary: Value = res.json().await.unwrap();
+    let temp_key = temporary["key_value"].as_str().unwrap().to_owned();
+    server.saw_secret(&temp_key);
+    // Its lifetime is capped by its parent's: it expires in seconds, not in an hour.
+    let mut socket = connect(&server, "/v2", Some(&temp_key)).await.unwrap();
+    send_json(&mut socket, start_raw()).await;
+    let (messages, code) = until_closed(&mut socket, Duration::from_secs(20)).await;
+    assert_eq!(code, Some(4001), "{messages:?}");
+    assert_eq!(messages.last().unwrap()["type"], "not_authorised");
+    assert_eq!(
+        connect(&server, "/v2", Some(&temp_key)).await.err(),
+        Some(401)
+    );
+}
