@@ -12,6 +12,59 @@ use crate::whisper::Whisper;
 /// The latest first timestamp allowed, in 0.02 s steps (1 s), as OpenAI's decoder has it.
 const MAX_INITIAL_TIMESTAMP: u32 = 50;
 
+/// How many encoder positions (20 ms each; 1,500 make Whisper's 30-second window) a window
+/// of audio is encoded over. Fewer positions make the encoder, the decoder's
+/// cross-attention and the word alignment cheaper in proportion, which is what a
+/// streaming recognizer re-decoding a few seconds of audio pays for on every update
+/// (whisper.cpp's `audio_ctx`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EncoderContext {
+    /// Always the full 30-second window, the audio padded with silence (the mel of
+    /// zeros), as OpenAI and faster-whisper encode it.
+    #[default]
+    Full,
+    /// A window shorter than 30 s is encoded over its own audio plus `spare` positions of
+    /// that padding (at most the full window). An exact fit (`spare: 0`) sends tiny.en
+    /// into repetition loops: the model was only ever shown audio followed by padding.
+    /// BENCHMARKS.md ("Encoder context") measures the spare counts.
+    Trimmed { spare: usize },
+}
+
+impl EncoderContext {
+    /// What streaming decodes use: the smallest spare count measured to keep the word
+    /// error rate within a point of the full window's.
+    pub const STREAMING: EncoderContext = EncoderContext::Trimmed { spare: 64 };
+
+    /// Encoder positions (two mel frames each) for a window of `window_frames` mel
+    /// frames, with `full` positions in the model's whole context.
+    pub fn positions(self, window_frames: usize, full: usize) -> usize {
+        match self {
+            EncoderContext::Full => full,
+            EncoderContext::Trimmed { spare } => window_frames
+                .div_ceil(2)
+                .saturating_add(spare)
+                .clamp(1, full),
+        }
+    }
+}
+
+/// The most tokens a trimmed window may take before it counts as stuck: ten a second
+/// (fast speech with timestamps needs about six) and a dozen more.
+pub(crate) fn trimmed_token_cap(window_seconds: f64) -> usize {
+    12 + (window_seconds * 10.0).ceil() as usize
+}
+
+/// Whether the text tokens (those below `eot`) hold a run of two or more tokens said three
+/// times over, back to back: the decoder stuck in a loop (or, rarely, a speaker repeating
+/// a phrase, for which the trimmed context only costs a second decode).
+pub(crate) fn repeats(tokens: &[u32], eot: u32) -> bool {
+    let text: Vec<u32> = tokens.iter().copied().filter(|t| *t < eot).collect();
+    (2..=text.len() / 3).any(|period| {
+        text.windows(3 * period)
+            .any(|w| w[..period] == w[period..2 * period] && w[..period] == w[2 * period..])
+    })
+}
+
 /// Which tokens may never be produced, and which not as the very first token.
 #[derive(Debug, Clone)]
 pub struct Suppression {
@@ -27,6 +80,9 @@ pub struct WindowRequest<'a> {
     pub beam_size: usize,
     pub timestamps: bool,
     pub max_tokens: usize,
+    /// The latest timestamp (in 0.02 s steps) the window's audio reaches: the encoder
+    /// positions it was encoded over (1,500 for a full 30-second window).
+    pub last_timestamp: u32,
     pub seed: u64,
 }
 
@@ -103,7 +159,7 @@ impl Decoder<'_> {
         let mut tokens: Vec<u32> = Vec::new();
         let mut sum_logprob = 0.0;
         loop {
-            self.apply_rules(&mut logits, &tokens, req.timestamps);
+            self.apply_rules(&mut logits, &tokens, req);
             let logprobs = log_softmax(&logits);
             let next = if req.temperature > 0.0 {
                 sample_index(&logits, req.temperature, &mut rng)
@@ -154,7 +210,7 @@ impl Decoder<'_> {
             let mut candidates: Vec<(f64, usize, u32, f64)> = Vec::new();
             for (row, hyp) in live.iter().enumerate() {
                 let mut logits = rows_logits[row].clone();
-                self.apply_rules(&mut logits, &hyp.tokens, req.timestamps);
+                self.apply_rules(&mut logits, &hyp.tokens, req);
                 let logprobs = log_softmax(&logits);
                 for token in top_k(&logprobs, beams + 1) {
                     let lp = f64::from(logprobs[token]);
@@ -229,7 +285,7 @@ impl Decoder<'_> {
     }
 
     /// Masks what may not come next, given the tokens generated so far in this window.
-    fn apply_rules(&self, logits: &mut [f32], generated: &[u32], timestamps: bool) {
+    fn apply_rules(&self, logits: &mut [f32], generated: &[u32], req: &WindowRequest<'_>) {
         let s = &self.special;
         let block = |logits: &mut [f32], id: u32| {
             if let Some(l) = logits.get_mut(id as usize) {
@@ -247,9 +303,14 @@ impl Decoder<'_> {
         block(logits, s.no_timestamps);
         let len = logits.len();
         let ts = (s.timestamp_begin as usize).min(len);
-        if !timestamps {
+        if !req.timestamps {
             logits[ts..].fill(f32::NEG_INFINITY);
             return;
+        }
+        // No time past the audio the window was encoded over.
+        let past_end = ts + req.last_timestamp as usize + 1;
+        if past_end < len {
+            logits[past_end..].fill(f32::NEG_INFINITY);
         }
         let is_ts = |t: u32| t >= s.timestamp_begin;
         let last_ts = generated.last().is_some_and(|t| is_ts(*t));
@@ -361,5 +422,27 @@ mod tests {
         assert_eq!(top, vec![1, 3]);
         let mut rng = StdRng::seed_from_u64(1);
         assert_eq!(sample_index(&[0.0, 100.0, 0.0], 1.0, &mut rng), 1);
+    }
+
+    #[test]
+    fn trimmed_contexts_cover_the_audio_and_the_spare() {
+        let trimmed = EncoderContext::Trimmed { spare: 64 };
+        assert_eq!(EncoderContext::Full.positions(500, 1500), 1500);
+        assert_eq!(trimmed.positions(500, 1500), 250 + 64);
+        assert_eq!(trimmed.positions(501, 1500), 251 + 64);
+        assert_eq!(trimmed.positions(2990, 1500), 1500);
+        assert_eq!(EncoderContext::Trimmed { spare: 0 }.positions(0, 1500), 1);
+        assert_eq!(EncoderContext::default(), EncoderContext::Full);
+    }
+
+    #[test]
+    fn loops_are_told_from_speech() {
+        let eot = 100;
+        assert!(repeats(&[1, 5, 6, 5, 6, 5, 6, 2], eot));
+        // Timestamps (past `eot`) between the repeats do not hide them.
+        assert!(repeats(&[7, 8, 9, 150, 7, 8, 9, 160, 7, 8, 9], eot));
+        assert!(!repeats(&[1, 2, 3, 1, 2, 3, 4], eot));
+        assert!(!repeats(&[4, 4, 4, 4], eot));
+        assert_eq!(trimmed_token_cap(5.0), 62);
     }
 }

@@ -11,7 +11,10 @@ use serde::Deserialize;
 
 use crate::SpeechError;
 use crate::ct2::Ct2Model;
-use crate::decode::{Decoder, Suppression, WindowRequest, WindowResult};
+pub use crate::decode::EncoderContext;
+use crate::decode::{
+    Decoder, Suppression, WindowRequest, WindowResult, repeats, trimmed_token_cap,
+};
 use crate::hf::HfWhisper;
 use crate::mel::{HOP, Spectrogram, WINDOW_FRAMES, filterbank};
 use crate::timing::{Aligner, add_word_timestamps, settle};
@@ -41,6 +44,9 @@ pub struct Options {
     /// Times each word from the cross-attention of the model's alignment heads (one more
     /// decoder pass per window); off by default because most callers want segments only.
     pub word_timestamps: bool,
+    /// How much of the encoder's 30-second context a window shorter than 30 s is encoded
+    /// over; the full window by default, as the model was trained.
+    pub encoder_context: EncoderContext,
 }
 
 impl Default for Options {
@@ -56,6 +62,7 @@ impl Default for Options {
             logprob_threshold: -1.0,
             no_speech_threshold: 0.6,
             word_timestamps: false,
+            encoder_context: EncoderContext::Full,
         }
     }
 }
@@ -249,52 +256,78 @@ impl Engine {
             _ => Vec::new(),
         };
         let mut seek = 0usize;
-        while seek < content {
+        'windows: while seek < content {
             let window_frames = (content - seek).min(WINDOW_FRAMES);
             let offset = (seek * HOP) as f64 / 16_000.0;
             let window_seconds = (window_frames * HOP) as f64 / 16_000.0;
-            let mel = Tensor::from_vec(
-                spectrogram.window(seek),
-                (1, self.model.dims.n_mels, WINDOW_FRAMES),
-                self.model.device(),
-            )?;
-            let audio = self.model.encode(&mel)?;
-
-            let mut chosen: Option<(WindowResult, f64)> = None;
-            for (attempt, &temperature) in options.temperatures.iter().enumerate() {
-                let mut prompt = Vec::new();
-                let condition =
-                    !history.is_empty() && (options.condition_on_previous_text || seek == 0);
-                if let Some(prev) = special.start_of_prev.filter(|_| condition) {
-                    prompt.push(prev);
-                    let keep = history.len().min(max_tokens - 1);
-                    prompt.extend_from_slice(&history[history.len() - keep..]);
-                }
-                let sot_index = prompt.len();
-                prompt.extend_from_slice(&sot_sequence);
-                let request = WindowRequest {
-                    prompt: &prompt,
-                    sot_index,
-                    temperature,
-                    beam_size: options.beam_size.max(1),
-                    timestamps: options.timestamps,
-                    max_tokens,
-                    seed: (seek as u64) << 8 | attempt as u64,
+            // Encoder positions (and timestamp steps) this window is encoded over. A trimmed
+            // context that sends the decoder into a loop is given the full window instead.
+            let full = self
+                .model
+                .dims
+                .audio_ctx
+                .min(WINDOW_FRAMES / FRAMES_PER_STEP);
+            let mut positions = options.encoder_context.positions(window_frames, full);
+            let (audio, result, temperature) = loop {
+                let mel_frames = positions * FRAMES_PER_STEP;
+                let mel = Tensor::from_vec(
+                    spectrogram.window(seek, mel_frames),
+                    (1, self.model.dims.n_mels, mel_frames),
+                    self.model.device(),
+                )?;
+                let audio = self.model.encode(&mel)?;
+                let trimmed = positions < full;
+                let cap = if trimmed {
+                    max_tokens.min(trimmed_token_cap(window_seconds))
+                } else {
+                    max_tokens
                 };
-                let result = decoder.decode(&audio, &request)?;
-                let text = self.tokenizer.decode(&result.tokens);
-                let too_repetitive = compression_ratio(&text) > options.compression_ratio_threshold;
-                let unsure = result.avg_logprob < options.logprob_threshold;
-                let silent = result.no_speech_prob > options.no_speech_threshold && unsure;
-                let last = attempt + 1 == options.temperatures.len();
-                let done = silent || !(too_repetitive || unsure) || last;
-                if done {
-                    chosen = Some((result, temperature));
-                    break;
+                let mut chosen: Option<(WindowResult, f64)> = None;
+                for (attempt, &temperature) in options.temperatures.iter().enumerate() {
+                    let mut prompt = Vec::new();
+                    let condition =
+                        !history.is_empty() && (options.condition_on_previous_text || seek == 0);
+                    if let Some(prev) = special.start_of_prev.filter(|_| condition) {
+                        prompt.push(prev);
+                        let keep = history.len().min(max_tokens - 1);
+                        prompt.extend_from_slice(&history[history.len() - keep..]);
+                    }
+                    let sot_index = prompt.len();
+                    prompt.extend_from_slice(&sot_sequence);
+                    let request = WindowRequest {
+                        prompt: &prompt,
+                        sot_index,
+                        temperature,
+                        beam_size: options.beam_size.max(1),
+                        timestamps: options.timestamps,
+                        max_tokens: cap,
+                        last_timestamp: positions as u32,
+                        seed: (seek as u64) << 8 | attempt as u64,
+                    };
+                    let result = decoder.decode(&audio, &request)?;
+                    let text = self.tokenizer.decode(&result.tokens);
+                    let ratio = compression_ratio(&text);
+                    let too_repetitive = ratio > options.compression_ratio_threshold;
+                    let unsure = result.avg_logprob < options.logprob_threshold;
+                    let silent = result.no_speech_prob > options.no_speech_threshold && unsure;
+                    let last = attempt + 1 == options.temperatures.len();
+                    if trimmed
+                        && (too_repetitive
+                            || result.tokens.len() >= cap
+                            || repeats(&result.tokens, special.eot))
+                    {
+                        break;
+                    }
+                    if silent || !(too_repetitive || unsure) || last {
+                        chosen = Some((result, temperature));
+                        break;
+                    }
                 }
-            }
-            let Some((result, temperature)) = chosen else {
-                break;
+                match chosen {
+                    Some((result, temperature)) => break (audio, result, temperature),
+                    None if trimmed => positions = full,
+                    None => break 'windows,
+                }
             };
             if result.no_speech_prob > options.no_speech_threshold
                 && result.avg_logprob < options.logprob_threshold
@@ -472,5 +505,77 @@ mod tests {
         assert!(compression_ratio(normal) < 2.4);
         assert!(compression_ratio(&stuck) > 2.4);
         assert_eq!(compression_ratio(""), 0.0);
+    }
+
+    fn bundled() -> Option<Engine> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/whisper-tiny.en");
+        let engine = Engine::load(&dir);
+        assert!(
+            engine.is_ok() || !dir.exists(),
+            "the bundled model does not load"
+        );
+        engine.ok()
+    }
+
+    #[test]
+    fn the_encoder_takes_fewer_positions_and_no_more_than_its_own() -> Result<(), SpeechError> {
+        let Some(engine) = bundled() else {
+            return Ok(());
+        };
+        let dims = engine.model.dims;
+        let mel = Tensor::zeros(
+            (1, dims.n_mels, 2 * 314),
+            candle_core::DType::F32,
+            &Device::Cpu,
+        )?;
+        assert_eq!(engine.model.encode(&mel)?.dims(), &[1, 314, dims.d_model]);
+        let mel = Tensor::zeros(
+            (1, dims.n_mels, 3002),
+            candle_core::DType::F32,
+            &Device::Cpu,
+        )?;
+        assert!(engine.model.encode(&mel).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn a_short_clip_reads_the_same_with_a_trimmed_context() -> Result<(), SpeechError> {
+        let Some(engine) = bundled() else {
+            return Ok(());
+        };
+        let clip =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/audio/support_02.wav");
+        let samples = crate::audio::load_16k(&clip, &Default::default())?;
+        let mut options = Options {
+            beam_size: 1,
+            temperatures: vec![0.0],
+            word_timestamps: true,
+            ..Options::default()
+        };
+        let full = engine.transcribe(&samples, &options, &mut |_| {})?;
+        options.encoder_context = EncoderContext::STREAMING;
+        let trimmed = engine.transcribe(&samples, &options, &mut |_| {})?;
+        // The same words (punctuation may differ: a comma more or less).
+        let norm = crate::eval::normalize;
+        assert_eq!(norm(&trimmed.text()), norm(&full.text()));
+        let words = |t: &Transcript| {
+            t.segments
+                .iter()
+                .flat_map(|s| s.words.clone())
+                .collect::<Vec<_>>()
+        };
+        let (a, b) = (words(&full), words(&trimmed));
+        assert_eq!(a.len(), b.len());
+        // Timed alike: a comma more or less can move a word's start by half a second
+        // (timing.py's caps at sentence and segment edges), the times overall hardly move.
+        let mut moved = 0.0;
+        for (a, b) in a.iter().zip(&b) {
+            assert_eq!(norm(&a.text), norm(&b.text));
+            let gap = (a.start - b.start).abs().max((a.end - b.end).abs());
+            assert!(gap <= 0.6 && b.end <= full.duration, "{a:?} {b:?}");
+            moved += gap;
+        }
+        assert!(moved / a.len().max(1) as f64 <= 0.1, "{moved}");
+        Ok(())
     }
 }

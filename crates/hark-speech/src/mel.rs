@@ -125,15 +125,15 @@ impl Spectrogram {
         }
     }
 
-    /// `WINDOW_FRAMES` frames from `start`, padded with zeros when the spectrogram ends
-    /// early (as faster-whisper's and OpenAI's `pad_or_trim` pad). Row-major
-    /// [n_mels × WINDOW_FRAMES].
-    pub fn window(&self, start: usize) -> Vec<f32> {
-        let mut out = vec![0f32; self.n_mels * WINDOW_FRAMES];
-        let available = self.frames.saturating_sub(start).min(WINDOW_FRAMES);
+    /// `length` frames from `start` (`WINDOW_FRAMES` for a whole 30-second window), padded
+    /// with zeros when the spectrogram ends early (as faster-whisper's and OpenAI's
+    /// `pad_or_trim` pad). Row-major [n_mels × length].
+    pub fn window(&self, start: usize, length: usize) -> Vec<f32> {
+        let mut out = vec![0f32; self.n_mels * length];
+        let available = self.frames.saturating_sub(start).min(length);
         for m in 0..self.n_mels {
-            let src = &self.data[m * self.frames + start..m * self.frames + start + available];
-            out[m * WINDOW_FRAMES..m * WINDOW_FRAMES + available].copy_from_slice(src);
+            let src = &self.data[m * self.frames + start..][..available];
+            out[m * length..][..available].copy_from_slice(src);
         }
         out
     }
@@ -217,7 +217,7 @@ mod tests {
     fn windows_are_padded_with_zeros() {
         let samples: Vec<f32> = (0..16_000).map(|i| (i as f32 * 0.05).sin() * 0.3).collect();
         let spec = Spectrogram::compute(&samples, &filterbank(80), 80);
-        let w = spec.window(0);
+        let w = spec.window(0, WINDOW_FRAMES);
         assert_eq!(w.len(), 80 * WINDOW_FRAMES);
         assert_eq!(w[5 * WINDOW_FRAMES + 10], spec.data[5 * spec.frames + 10]);
         assert!(
@@ -225,8 +225,13 @@ mod tests {
                 .iter()
                 .all(|v| *v == 0.0)
         );
-        let tail = spec.window(spec.frames - 10);
+        let tail = spec.window(spec.frames - 10, WINDOW_FRAMES);
         assert_eq!(tail.len(), 80 * WINDOW_FRAMES);
+        // A trimmed window: its own frames, then zeros, in rows of the asked length.
+        let short = spec.window(0, 128);
+        assert_eq!(short.len(), 80 * 128);
+        assert_eq!(short[5 * 128 + 100], spec.data[5 * spec.frames + 100]);
+        assert!(short[5 * 128 + 101..6 * 128].iter().all(|v| *v == 0.0));
     }
 
     #[test]

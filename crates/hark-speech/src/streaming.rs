@@ -335,6 +335,7 @@ impl StreamingRecognizer {
             initial_prompt: Some(self.context.clone()).filter(|t| !t.trim().is_empty()),
             condition_on_previous_text: false,
             word_timestamps: true,
+            encoder_context: crate::engine::EncoderContext::STREAMING,
             ..Options::default()
         };
         let transcript = self

@@ -304,7 +304,7 @@ impl Whisper {
         &self.device
     }
 
-    /// `mel`: [batch, n_mels, 3000] → audio features [batch, 1500, d_model].
+    /// `mel`: [batch, n_mels, 2·p] → audio features [batch, p, d_model], p ≤ `audio_ctx`.
     pub fn encode(&self, mel: &Tensor) -> Result<Tensor> {
         let x = self.conv1.forward(mel)?.gelu_erf()?;
         let x = self.conv2.forward(&x)?.gelu_erf()?;
