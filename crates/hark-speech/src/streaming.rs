@@ -330,7 +330,9 @@ impl StreamingRecognizer {
         self.decoded_len = self.buffer.len();
         let options = Options {
             beam_size: 1,
-            temperatures: vec![0.0],
+            // Greedy first; a repetitive or unsure hypothesis (Whisper stuck in a loop on
+            // looping audio) is decoded once more with sampling, as batch decoding does.
+            temperatures: vec![0.0, 0.5],
             language: self.settings.language.clone(),
             initial_prompt: Some(self.context.clone()).filter(|t| !t.trim().is_empty()),
             condition_on_previous_text: false,
