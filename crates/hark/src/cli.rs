@@ -122,9 +122,10 @@ pub struct StreamArgs {
     #[arg(long, env = "HARK_MAX_STREAMS_PER_WORKSPACE", default_value_t = 16)]
     pub max_streams_per_workspace: u32,
     /// Open real-time streams on this server; more are refused as over capacity rather
-    /// than letting every stream fall behind (0: no cap).
-    #[arg(long, env = "HARK_MAX_STREAMS", default_value_t = 8)]
-    pub max_streams: u32,
+    /// than letting every stream fall behind. Default: one per CPU core (2 cores sustain 2
+    /// real-time streams, BENCHMARKS.md); 0: no cap.
+    #[arg(long, env = "HARK_MAX_STREAMS")]
+    pub max_streams: Option<u32>,
     /// Seconds without audio after which a stream is closed.
     #[arg(long, env = "HARK_STREAM_IDLE_SECS", default_value_t = 60)]
     pub stream_idle_secs: u64,

@@ -119,7 +119,10 @@ fn stream_limits(args: &StreamArgs, model_dir: &std::path::Path) -> anyhow::Resu
     Ok(StreamLimits {
         per_key: args.max_streams_per_key,
         per_workspace: args.max_streams_per_workspace,
-        per_server: args.max_streams,
+        per_server: args.max_streams.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map_or(2, |n| u32::try_from(n.get()).unwrap_or(u32::MAX))
+        }),
         idle_timeout: Duration::from_secs(args.stream_idle_secs),
         max_session: Duration::from_secs(args.stream_max_minutes.saturating_mul(60)),
         vad_model: Some(vad_model),
