@@ -5,7 +5,6 @@ mod batch;
 mod health;
 mod manage;
 mod openai;
-mod openai_realtime;
 mod recordings;
 mod session;
 mod speechmatics;
@@ -147,7 +146,7 @@ pub fn api() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(manage::delete_project))
         .routes(routes!(speechmatics::api_keys::create_temporary_key))
         .routes(routes!(speechmatics::realtime::realtime))
-        .routes(routes!(openai_realtime::realtime))
+        .routes(routes!(openai::realtime::realtime))
         .split_for_parts()
 }
 

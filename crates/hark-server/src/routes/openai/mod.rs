@@ -1,6 +1,8 @@
 //! OpenAI-compatible transcription, so the official `openai` SDKs work with `base_url`
 //! pointed at hark and a hark token as the API key. Synchronous: the answer is the
-//! transcript. The audio is not kept.
+//! transcript. The audio is not kept. Live sessions (`/v1/realtime`) are in [`realtime`].
+
+pub mod realtime;
 
 use axum::Json;
 use axum::extract::State;
@@ -14,9 +16,9 @@ use hark_speech::SpeechError;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::uploads::{read_text_field, receive_audio};
 use crate::auth::Principal;
 use crate::error::{ApiError, ErrorBody};
+use crate::routes::uploads::{read_text_field, receive_audio};
 use crate::state::AppState;
 use crate::transcription::{JobOptions, stored_segment};
 
