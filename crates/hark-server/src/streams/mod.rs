@@ -63,9 +63,6 @@ pub enum StreamError {
     /// The server is at capacity.
     #[error("the server is at its real-time capacity ({0} streams); try again shortly")]
     Overloaded(u32),
-    /// The engine cannot run here (no model, or a remote engine configured).
-    #[error("{0}")]
-    Unavailable(String),
 }
 
 #[derive(Default)]

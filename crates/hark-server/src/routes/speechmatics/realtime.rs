@@ -17,7 +17,7 @@ use super::messages::{self, ClientMessage, TranscriptionConfig};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::streams::{self, CredentialWatch, Ending, LiveStream, StreamError, StreamEvent};
+use crate::streams::{self, CredentialWatch, Ending, LiveStream, StreamEvent};
 
 /// Largest audio frame accepted (the clients send 4 KiB by default).
 pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
@@ -295,13 +295,11 @@ impl Session {
             Ok(permit) => permit,
             Err(e) => {
                 streams.metrics.stream_refused();
-                let (kind, code) = match e {
-                    StreamError::QuotaExceeded(_) | StreamError::Overloaded(_) => {
-                        ("quota_exceeded", close::QUOTA_EXCEEDED)
-                    }
-                    StreamError::Unavailable(_) => ("job_error", close::JOB_ERROR),
-                };
-                return Err(self.fail(kind, &e.to_string(), code).await);
+                // Every refusal is a cap (per key, workspace or server).
+                let reason = e.to_string();
+                return Err(self
+                    .fail("quota_exceeded", &reason, close::QUOTA_EXCEEDED)
+                    .await);
             }
         };
         let settings = StreamSettings {
