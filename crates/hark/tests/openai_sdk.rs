@@ -3,21 +3,9 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use common::*;
-
-fn python() -> PathBuf {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-venv/bin/python");
-    assert!(
-        path.exists(),
-        "{} is missing: scripts/test.sh creates it",
-        path.display()
-    );
-    path
-}
 
 const SCRIPT: &str = r#"
 import sys, openai
@@ -48,7 +36,7 @@ async fn the_official_openai_sdk_transcribes_through_hark() {
     let output = tokio::task::spawn_blocking({
         let (base, token) = (server.base.clone(), token.clone());
         move || {
-            Command::new(python())
+            Command::new(test_python())
                 .arg("-c")
                 .arg(SCRIPT)
                 .arg(base)

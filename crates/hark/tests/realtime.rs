@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -19,23 +19,13 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-fn python() -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-venv/bin/python");
-    assert!(
-        path.exists(),
-        "{} is missing: scripts/test.sh makes it",
-        path.display()
-    );
-    path
-}
-
 /// Runs one of the client scripts in tests/clients and parses the JSON it prints.
 async fn client_script(script: &str, args: Vec<String>) -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/clients")
         .join(script);
     let output = tokio::task::spawn_blocking(move || {
-        Command::new(python())
+        Command::new(test_python())
             .arg(path)
             .args(args)
             .output()

@@ -7,12 +7,17 @@
 //! temporary key, Speechmatics' form) or `?token=`. Session cookies are never accepted
 //! here, so another site cannot open a stream in a signed-in user's name.
 
-use std::net::IpAddr;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use hark_core::scopes::Scope;
 use hark_core::tokens::{self, TokenHash};
 
+use super::CredentialWatch;
 use crate::auth::{Credential, Principal, presented_token};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -57,4 +62,54 @@ pub async fn authorize(
             .check_token(record.id, record.requests_per_minute)?;
     }
     Ok((principal, hash))
+}
+
+/// A stream's opening, whatever its protocol: authorize (401/403 as HTTP answers), refuse a
+/// plain request (400, naming `protocol`), then upgrade and run `session` on the socket.
+pub async fn accept<F, Fut>(
+    state: AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    protocol: &str,
+    session: F,
+) -> Response
+where
+    F: FnOnce(Opened) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let ip = Some(peer.ip());
+    let (principal, hash) = match authorize(&state, headers, query, ip).await {
+        Ok(found) => found,
+        Err(e) => return e.into_response(),
+    };
+    let Ok(upgrade) = upgrade else {
+        return ApiError::bad_request(format!(
+            "this is a WebSocket endpoint ({protocol}): connect with ws://"
+        ))
+        .into_response();
+    };
+    upgrade
+        .max_message_size(MAX_MESSAGE_BYTES)
+        .on_upgrade(move |socket| {
+            let watch = CredentialWatch::new(state.auth.clone(), hash, ip, &state.streams.limits);
+            session(Opened {
+                socket,
+                state,
+                principal,
+                watch,
+            })
+        })
+}
+
+/// Largest WebSocket message either protocol takes (base64 audio events included).
+pub const MAX_MESSAGE_BYTES: usize = 2 * 1024 * 1024;
+
+/// An accepted stream: its socket, who opened it, and the watch on their credential.
+pub struct Opened {
+    pub socket: WebSocket,
+    pub state: AppState,
+    pub principal: Principal,
+    pub watch: CredentialWatch,
 }

@@ -18,7 +18,7 @@ use thiserror::Error;
 use tokio::sync::OnceCell;
 
 use crate::auth::{Credential, Principal};
-pub use handshake::authorize;
+pub use handshake::{MAX_MESSAGE_BYTES, Opened, accept, authorize};
 pub use metrics::StreamMetrics;
 pub use recognition::{LiveStream, StreamEvent, TimedUpdate};
 pub use watch::{CredentialWatch, Ending};

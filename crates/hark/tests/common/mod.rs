@@ -21,6 +21,17 @@ pub fn hark_bin() -> &'static str {
 }
 
 /// The clips and transcripts in ../shared/audio.
+/// The test venv's Python, where scripts/test.sh installs the official client libraries.
+pub fn test_python() -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-venv/bin/python");
+    assert!(
+        path.exists(),
+        "{} is missing: scripts/test.sh creates it",
+        path.display()
+    );
+    path
+}
+
 pub fn shared_audio(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../../shared/audio")

@@ -8,20 +8,17 @@ use std::net::SocketAddr;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use base64::Engine as _;
-use hark_core::tokens::{TokenHash, random_base62};
+use hark_core::tokens::random_base62;
 use hark_speech::stream_audio::{Encoding, StreamDecoder, StreamFormat};
 use hark_speech::streaming::StreamSettings;
 use serde_json::{Value, json};
 
 use crate::auth::Principal;
-use crate::error::ApiError;
 use crate::state::AppState;
 use crate::streams::{self, CredentialWatch, Ending, LiveStream, StreamEvent};
 
-/// Largest client event (base64 audio included).
-const MAX_EVENT_BYTES: usize = 2 * 1024 * 1024;
 /// OpenAI's default input: 16-bit PCM at 24 kHz.
 const DEFAULT_RATE: u32 = 24_000;
 /// Policy violation: what OpenAI-compatible servers close with after a refused session.
@@ -48,22 +45,17 @@ pub async fn realtime(
     uri: Uri,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
-    let ip = Some(peer.ip());
-    let (principal, hash) = match streams::authorize(&state, &headers, uri.query(), ip).await {
-        Ok(found) => found,
-        Err(e) => return e.into_response(),
-    };
-    let Ok(upgrade) = upgrade else {
-        return ApiError::bad_request(
-            "this is a WebSocket endpoint (OpenAI Realtime API): connect with ws://",
-        )
-        .into_response();
-    };
-    upgrade
-        .max_message_size(MAX_EVENT_BYTES)
-        .on_upgrade(move |socket| async move {
-            Session::new(socket, state, principal, hash, ip).run().await;
-        })
+    let query = uri.query();
+    streams::accept(
+        state,
+        peer,
+        &headers,
+        query,
+        upgrade,
+        "OpenAI Realtime API",
+        |opened| Session::new(opened).run(),
+    )
+    .await
 }
 
 struct Session {
@@ -90,14 +82,13 @@ struct Item {
 }
 
 impl Session {
-    fn new(
-        socket: WebSocket,
-        state: AppState,
-        principal: Principal,
-        hash: TokenHash,
-        ip: Option<std::net::IpAddr>,
-    ) -> Self {
-        let watch = CredentialWatch::new(state.auth.clone(), hash, ip, &state.streams.limits);
+    fn new(opened: streams::Opened) -> Self {
+        let streams::Opened {
+            socket,
+            state,
+            principal,
+            watch,
+        } = opened;
         Session {
             socket,
             state,

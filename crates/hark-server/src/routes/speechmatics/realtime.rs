@@ -7,15 +7,13 @@ use std::net::SocketAddr;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, Uri};
-use axum::response::{IntoResponse, Response};
-use hark_core::tokens::TokenHash;
+use axum::response::Response;
 use hark_speech::stream_audio::StreamDecoder;
 use hark_speech::streaming::StreamSettings;
 use serde_json::{Value, json};
 
 use super::messages::{self, ClientMessage, TranscriptionConfig};
 use crate::auth::Principal;
-use crate::error::ApiError;
 use crate::state::AppState;
 use crate::streams::{self, CredentialWatch, Ending, LiveStream, StreamEvent};
 
@@ -38,7 +36,13 @@ mod close {
 /// The handshake: 401/403 as HTTP answers, then the upgrade. Also served at `/v2/`,
 /// `/v2/{language}` and `/api/v3/realtime`.
 #[utoipa::path(get, path = "/v2", tag = "realtime",
-    description = "WebSocket upgrade to Speechmatics' real-time protocol (also at `/v2/`,         `/v2/{language}` and `/api/v3/realtime`). Authenticate with `Authorization: Bearer`         or `?jwt=` (a temporary key); the token must be a realtime key, a temporary rt key         or a personal token with the `realtime` scope. Then `StartRecognition`, binary audio         frames (each acknowledged by `AudioAdded`), `EndOfStream`; the server sends         `RecognitionStarted`, `AddPartialTranscript`, `AddTranscript`, `EndOfTranscript`,         `Error` and `Warning`.",
+    description = "WebSocket upgrade to Speechmatics' real-time protocol (also at `/v2/`, \
+        `/v2/{language}` and `/api/v3/realtime`). Authenticate with `Authorization: Bearer` or \
+        `?jwt=` (a temporary key); the token must be a realtime key, a temporary rt key or a \
+        personal token with the `realtime` scope. Then `StartRecognition`, binary audio frames \
+        (each acknowledged by `AudioAdded`), `EndOfStream`; the server sends \
+        `RecognitionStarted`, `AddPartialTranscript`, `AddTranscript`, `EndOfTranscript`, \
+        `Error` and `Warning`.",
     params(("jwt" = Option<String>, Query, description = "A temporary key, for browsers")),
     responses(
         (status = 101, description = "Switching to the WebSocket protocol"),
@@ -52,22 +56,17 @@ pub async fn realtime(
     uri: Uri,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
-    let ip = Some(peer.ip());
-    let (principal, hash) = match streams::authorize(&state, &headers, uri.query(), ip).await {
-        Ok(found) => found,
-        Err(e) => return e.into_response(),
-    };
-    let Ok(upgrade) = upgrade else {
-        return ApiError::bad_request(
-            "this is a WebSocket endpoint (Speechmatics real-time protocol): connect with ws://",
-        )
-        .into_response();
-    };
-    upgrade
-        .max_message_size(2 * MAX_FRAME_BYTES)
-        .on_upgrade(move |socket| async move {
-            Session::new(socket, state, principal, hash, ip).run().await;
-        })
+    let query = uri.query();
+    streams::accept(
+        state,
+        peer,
+        &headers,
+        query,
+        upgrade,
+        "Speechmatics real-time protocol",
+        |opened| Session::new(opened).run(),
+    )
+    .await
 }
 
 struct Session {
@@ -93,14 +92,13 @@ struct Running {
 struct Close(u16, &'static str);
 
 impl Session {
-    fn new(
-        socket: WebSocket,
-        state: AppState,
-        principal: Principal,
-        hash: TokenHash,
-        ip: Option<std::net::IpAddr>,
-    ) -> Self {
-        let watch = CredentialWatch::new(state.auth.clone(), hash, ip, &state.streams.limits);
+    fn new(opened: streams::Opened) -> Self {
+        let streams::Opened {
+            socket,
+            state,
+            principal,
+            watch,
+        } = opened;
         Session {
             socket,
             state,
