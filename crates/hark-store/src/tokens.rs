@@ -416,29 +416,35 @@ mod tests {
     use crate::testing::temp_store;
     use hark_core::tokens::generate;
 
+    /// A personal token's secret and the request to store it; tests adjust fields.
+    fn token_request(
+        user_id: i64,
+        kind: TokenKind,
+    ) -> (hark_core::tokens::GeneratedToken, NewToken) {
+        let generated = generate(kind);
+        let request = NewToken {
+            kind,
+            name: "ci".into(),
+            scopes: Scopes::all(),
+            user_id,
+            workspace_id: 1,
+            project_id: None,
+            hint: generated.hint.clone(),
+            hash: generated.hash,
+            expires_at: None,
+            requests_per_minute: None,
+            parent_id: None,
+            temporary: false,
+        };
+        (generated, request)
+    }
+
     async fn new_token(
         store: &crate::Store,
         user_id: i64,
     ) -> (hark_core::tokens::GeneratedToken, TokenRecord) {
-        let generated = generate(TokenKind::Personal);
-        let record = store
-            .tokens()
-            .create(&NewToken {
-                kind: TokenKind::Personal,
-                name: "ci".into(),
-                scopes: Scopes::all(),
-                user_id,
-                workspace_id: 1,
-                project_id: None,
-                hint: generated.hint.clone(),
-                hash: generated.hash,
-                expires_at: None,
-                requests_per_minute: None,
-                parent_id: None,
-                temporary: false,
-            })
-            .await
-            .unwrap();
+        let (generated, request) = token_request(user_id, TokenKind::Personal);
+        let record = store.tokens().create(&request).await.unwrap();
         (generated, record)
     }
 
@@ -451,22 +457,16 @@ mod tests {
             .await
             .unwrap();
         let (_, parent) = new_token(&store, user.id).await;
-        let generated = generate(TokenKind::Project);
+        let (generated, request) = token_request(user.id, TokenKind::Project);
         let child = store
             .tokens()
             .create(&NewToken {
-                kind: TokenKind::Project,
                 name: "temporary".into(),
                 scopes: [hark_core::scopes::Scope::Realtime].into_iter().collect(),
-                user_id: user.id,
-                workspace_id: 1,
-                project_id: None,
-                hint: generated.hint.clone(),
-                hash: generated.hash,
                 expires_at: Some(OffsetDateTime::now_utc() + Duration::minutes(1)),
-                requests_per_minute: None,
                 parent_id: Some(parent.id),
                 temporary: true,
+                ..request
             })
             .await
             .unwrap();

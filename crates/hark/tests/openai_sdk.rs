@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
 
 const SCRIPT: &str = r#"
@@ -33,27 +31,14 @@ async fn the_official_openai_sdk_transcribes_through_hark() {
     let server = TestServer::start().await;
     let token = server.user_with_token("ada", "member");
     let clip = shared_audio("meeting_03.wav");
-    let output = tokio::task::spawn_blocking({
-        let (base, token) = (server.base.clone(), token.clone());
-        move || {
-            Command::new(test_python())
-                .arg("-c")
-                .arg(SCRIPT)
-                .arg(base)
-                .arg(token)
-                .arg(clip)
-                .output()
-                .unwrap()
-        }
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = run_test_python(vec![
+        "-c".into(),
+        SCRIPT.into(),
+        server.base.clone(),
+        token.clone(),
+        clip.display().to_string(),
+    ])
+    .await;
     let line = |tag: &str| {
         stdout
             .lines()

@@ -6,7 +6,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -24,21 +23,9 @@ async fn client_script(script: &str, args: Vec<String>) -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/clients")
         .join(script);
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(test_python())
-            .arg(path)
-            .args(args)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let mut all = vec![path.display().to_string()];
+    all.extend(args);
+    let stdout = run_test_python(all).await;
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
@@ -183,15 +170,7 @@ async fn the_official_speechmatics_client_streams_through_hark() {
         wer <= batch + 0.05,
         "legacy: WER {wer} vs batch {batch}: {legacy}"
     );
-    let metrics = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.get_anonymous("/metrics").await.text().await.unwrap();
     assert!(metrics.contains("hark_streams_opened_total 4"), "{metrics}");
     assert!(metrics.contains("hark_streams_open 0"), "{metrics}");
     server.saw_secret(&key);

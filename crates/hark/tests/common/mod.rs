@@ -32,6 +32,23 @@ pub fn test_python() -> PathBuf {
     path
 }
 
+/// Runs the test venv's Python with `args` off the async threads; fails the test unless it
+/// exits 0, and returns what it printed.
+pub async fn run_test_python(args: Vec<String>) -> String {
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(test_python()).args(args).output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
 pub fn shared_audio(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../../shared/audio")
