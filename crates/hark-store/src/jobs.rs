@@ -331,6 +331,75 @@ impl Jobs<'_> {
         }
         Ok(rows.len() as u64)
     }
+
+    /// Jobs of `owner`'s recordings created before `created_before` (all when `None`),
+    /// newest first, at most `limit`, each with what a listing shows of its recording.
+    pub async fn list(
+        &self,
+        owner: JobOwner,
+        created_before: Option<OffsetDateTime>,
+        limit: i64,
+    ) -> Result<Vec<ListedJob>> {
+        // Two fixed statements; every value is bound.
+        let (filter, id) = match owner {
+            JobOwner::User(user_id) => ("r.user_id = $1", user_id),
+            JobOwner::Project(project_id) => (
+                "r.project_id = $1 AND r.submitted_by_key IS NOT NULL",
+                project_id,
+            ),
+        };
+        let rows: Vec<ListedRow> = sqlx::query_as(sql!(
+            "SELECT j.id, j.recording_id, j.status, j.attempts, j.max_attempts, j.progress,
+                    j.options, j.error, j.created_at, j.updated_at,
+                    r.original_filename, r.duration_seconds
+             FROM jobs j JOIN recordings r ON r.id = j.recording_id
+             WHERE {filter} AND j.created_at < $2
+             ORDER BY j.created_at DESC, j.id DESC LIMIT $3"
+        ))
+        .bind(id)
+        .bind(created_before.map_or(i64::MAX, crate::to_millis))
+        .bind(limit.max(0))
+        .fetch_all(self.db)
+        .await?;
+        rows.into_iter().map(ListedJob::try_from).collect()
+    }
+}
+
+/// Whose jobs [`Jobs::list`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobOwner {
+    /// A person's own recordings.
+    User(i64),
+    /// What a project's keys submitted (never a person's own uploads to the project).
+    Project(i64),
+}
+
+/// A job as a listing shows it: with its recording's file name and duration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedJob {
+    pub job: Job,
+    pub original_filename: String,
+    pub duration_seconds: Option<f64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct ListedRow {
+    #[sqlx(flatten)]
+    job: JobRow,
+    original_filename: String,
+    duration_seconds: Option<f64>,
+}
+
+impl TryFrom<ListedRow> for ListedJob {
+    type Error = StoreError;
+
+    fn try_from(r: ListedRow) -> Result<Self> {
+        Ok(ListedJob {
+            job: r.job.try_into()?,
+            original_filename: r.original_filename,
+            duration_seconds: r.duration_seconds,
+        })
+    }
 }
 
 async fn set_recording_status(
@@ -443,6 +512,60 @@ mod tests {
             .unwrap();
         assert_eq!(rec.status, RecordingStatus::Failed);
         assert!(rec.error.unwrap().contains("repeated attempts"));
+    }
+
+    #[tokio::test]
+    async fn listings_hold_the_owners_jobs_newest_first() {
+        let (store, _dir) = temp_store().await;
+        let (first, job1) = submitted(&store).await;
+        let new = NewRecording {
+            user_id: first.user_id,
+            project_id: 1,
+            title: "u".into(),
+            original_filename: "b.wav".into(),
+            mime_type: "audio/wav".into(),
+            size_bytes: 1,
+            blob_key: "k2".into(),
+            language: None,
+            submitted_by_key: None,
+            source_url: None,
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let (_, job2) = store.jobs().submit(&new, "{}", 2).await.unwrap();
+        let jobs = store.jobs();
+        let mine = jobs
+            .list(JobOwner::User(first.user_id), None, 10)
+            .await
+            .unwrap();
+        let ids: Vec<i64> = mine.iter().map(|l| l.job.id).collect();
+        assert_eq!(ids, [job2.id, job1.id]);
+        assert_eq!(mine[0].original_filename, "b.wav");
+        let older = jobs
+            .list(JobOwner::User(first.user_id), Some(job2.created_at), 10)
+            .await
+            .unwrap();
+        assert_eq!(older.len(), 1);
+        assert_eq!(older[0].job.id, job1.id);
+        assert_eq!(
+            jobs.list(JobOwner::User(first.user_id), None, 1)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(
+            jobs.list(JobOwner::User(first.user_id + 1), None, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // Nothing was submitted with a key, so the project's keys see none of it.
+        assert!(
+            jobs.list(JobOwner::Project(1), None, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[tokio::test]
