@@ -90,7 +90,7 @@ pub async fn submit(
 /// sees what its project's keys submitted (Speechmatics: a key "can access only the
 /// transcripts produced within that project"), never a person's own uploads; everyone
 /// else sees their own. Anything else is "not found", so ids reveal nothing.
-async fn visible_recording(
+pub(crate) async fn visible_recording(
     state: &AppState,
     principal: &Principal,
     id: i64,

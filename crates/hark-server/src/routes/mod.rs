@@ -34,6 +34,7 @@ use crate::state::AppState;
         (name = "recordings", description = "Upload audio and read transcripts and summaries"),
         (name = "tags", description = "Per-user labels on recordings"),
         (name = "batch", description = "Scriptix-style batch sessions (tokens with the batch scope)"),
+        (name = "speechmatics", description = "Speechmatics' batch API at /v2/jobs (batch keys or tokens with the batch scope)"),
         (name = "openai", description = "OpenAI-compatible transcription"),
         (name = "realtime", description = "Live transcription over WebSockets (Speechmatics' and OpenAI's protocols) and temporary keys"),
         (name = "auth", description = "Web sign-in"),
@@ -97,6 +98,11 @@ pub fn api() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
     let upload = upload.layer(DefaultBodyLimit::disable());
     let (batch_schemas, batch_paths, batch_upload) = routes!(batch::submit);
     let (openai_schemas, openai_paths, openai_upload) = routes!(openai::transcriptions);
+    // `/v2/jobs…` are static paths, so they win over the real-time `/v2/{language}`.
+    let (sm_schemas, sm_paths, sm_jobs) = routes!(
+        speechmatics::batch::create_job,
+        speechmatics::batch::list_jobs
+    );
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
@@ -144,6 +150,16 @@ pub fn api() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(manage::list_keys, manage::create_key))
         .routes(routes!(manage::revoke_key))
         .routes(routes!(manage::delete_project))
+        .routes((
+            sm_schemas,
+            sm_paths,
+            sm_jobs.layer(DefaultBodyLimit::disable()),
+        ))
+        .routes(routes!(
+            speechmatics::batch::get_job,
+            speechmatics::batch::delete_job
+        ))
+        .routes(routes!(speechmatics::batch::get_transcript))
         .routes(routes!(speechmatics::api_keys::create_temporary_key))
         .routes(routes!(speechmatics::realtime::realtime))
         .routes(routes!(openai::realtime::realtime))

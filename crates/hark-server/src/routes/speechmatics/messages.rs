@@ -79,6 +79,40 @@ pub fn warning(kind: &str, reason: &str) -> Value {
 /// `AddTranscript` or `AddPartialTranscript`: words as `word` results, punctuation split
 /// off as `punctuation` results attached to the word before, metadata spanning them all.
 pub fn transcript(message: &str, words: &[Word], language: &str) -> Value {
+    let (results, text) = results(
+        words.iter().map(|w| TimedWord {
+            text: &w.text,
+            start: w.start,
+            end: w.end,
+            probability: w.probability,
+        }),
+        language,
+    );
+    let start = words.first().map_or(0.0, |w| w.start);
+    let end = words.last().map_or(0.0, |w| w.end);
+    json!({
+        "message": message,
+        "format": "2.9",
+        "metadata": {"start_time": round(start), "end_time": round(end), "transcript": text},
+        "results": results,
+    })
+}
+
+/// One timed word as the engine spells it (leading space, punctuation attached).
+pub(crate) struct TimedWord<'a> {
+    pub text: &'a str,
+    pub start: f64,
+    pub end: f64,
+    pub probability: f32,
+}
+
+/// Words as Speechmatics results (`word` items, trailing punctuation split off as
+/// `punctuation` items attached to the word before) and the text they spell. Shared by the
+/// real-time messages and the batch API's json-v2 transcripts.
+pub(crate) fn results<'a>(
+    words: impl IntoIterator<Item = TimedWord<'a>>,
+    language: &str,
+) -> (Vec<Value>, String) {
     let mut results = Vec::new();
     let mut text = String::new();
     for word in words {
@@ -110,14 +144,7 @@ pub fn transcript(message: &str, words: &[Word], language: &str) -> Value {
             }));
         }
     }
-    let start = words.first().map_or(0.0, |w| w.start);
-    let end = words.last().map_or(0.0, |w| w.end);
-    json!({
-        "message": message,
-        "format": "2.9",
-        "metadata": {"start_time": round(start), "end_time": round(end), "transcript": text},
-        "results": results,
-    })
+    (results, text)
 }
 
 fn is_punctuation(c: char) -> bool {
@@ -125,7 +152,7 @@ fn is_punctuation(c: char) -> bool {
 }
 
 /// Times to the millisecond, as Speechmatics sends them.
-fn round(seconds: f64) -> f64 {
+pub(crate) fn round(seconds: f64) -> f64 {
     (seconds * 1000.0).round() / 1000.0
 }
 
