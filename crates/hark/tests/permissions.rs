@@ -334,6 +334,38 @@ fn table(member_upload: i64, member_job: i64) -> Vec<Row> {
             "/v1/realtime?intent=transcription",
             with([400, 400, 400, 403, 403, 400, 403]),
         ),
+        // Speechmatics' batch API: batch keys (their project's jobs) and tokens with the
+        // batch scope (their own); an empty submission is told what is missing.
+        row(
+            M::GET,
+            "/v2/jobs",
+            with([200, 200, 200, 200, 200, 403, 403]),
+        ),
+        row(
+            M::POST,
+            "/v2/jobs",
+            with([400, 400, 400, 400, 400, 403, 403]),
+        ),
+        row(
+            M::GET,
+            "/v2/jobs/999999",
+            with([404, 404, 404, 404, 404, 403, 403]),
+        ),
+        row(
+            M::GET,
+            "/v2/jobs/999999/transcript",
+            with([404, 404, 404, 404, 404, 403, 403]),
+        ),
+        row(
+            M::DELETE,
+            "/v2/jobs/999999",
+            with([404, 404, 404, 404, 404, 403, 403]),
+        ),
+        row(
+            M::GET,
+            format!("/v2/jobs/{member_job}"),
+            with([200, 404, 404, 404, 404, 403, 403]),
+        ),
     ]
 }
 
