@@ -9,7 +9,7 @@ use hark_core::recordings::{RecordingStatus, Segment};
 use time::OffsetDateTime;
 
 use crate::tags::Tag;
-use crate::{Db, Result, StoreError, from_millis, now_millis};
+use crate::{Db, Result, StoreError, from_millis, now_millis, to_millis};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recording {
@@ -39,6 +39,59 @@ pub struct RecordingFilter {
     /// Case-insensitive substring of the title.
     pub title: Option<String>,
     pub tag_id: Option<i64>,
+}
+
+/// Where a search keyword is looked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeywordScope {
+    Title,
+    Transcript,
+    #[default]
+    Both,
+}
+
+/// A search over the recordings of some owners, newest first (Fireflies' `transcripts`).
+#[derive(Debug, Clone, Default)]
+pub struct RecordingSearch {
+    /// Whose recordings; none matches nothing.
+    pub owners: Vec<i64>,
+    /// Case-insensitive substring of the title.
+    pub title: Option<String>,
+    /// Case-insensitive substring of the title or a transcript segment's text, as
+    /// `scope` says.
+    pub keyword: Option<String>,
+    pub scope: KeywordScope,
+    /// Created at or after.
+    pub from: Option<OffsetDateTime>,
+    /// Created at or before.
+    pub to: Option<OffsetDateTime>,
+    pub limit: u32,
+    pub offset: u32,
+}
+
+/// What a user's recordings add up to.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Usage {
+    pub count: i64,
+    /// The sum of the known durations.
+    pub seconds: f64,
+    /// The newest recording's id.
+    pub latest: Option<i64>,
+}
+
+/// A value to bind to a query assembled from fixed clauses.
+enum Bound {
+    Int(i64),
+    Text(String),
+}
+
+/// `%text%` for `LIKE … ESCAPE '\'`, lowercased, with the wildcards in `text` escaped.
+fn like_pattern(text: &str) -> String {
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{}%", escaped.to_lowercase())
 }
 
 #[derive(Debug, Clone)]
@@ -133,13 +186,7 @@ impl Recordings<'_> {
             .as_deref()
             .map(str::trim)
             .filter(|t| !t.is_empty());
-        let pattern = title.map(|t| {
-            let escaped = t
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_");
-            format!("%{}%", escaped.to_lowercase())
-        });
+        let pattern = title.map(like_pattern);
         if pattern.is_some() {
             clauses.push_str(&format!(" AND LOWER(title) LIKE ${next} ESCAPE '\\'"));
             next += 1;
@@ -262,6 +309,118 @@ impl Recordings<'_> {
         Ok(recording)
     }
 
+    /// The recordings `search` matches, newest first. Only fixed clause texts are
+    /// formatted in (one placeholder per owner); every value is bound. The transcript
+    /// is searched segment by segment (`json_each`), so keys of the stored JSON never match.
+    pub async fn search(&self, search: &RecordingSearch) -> Result<Vec<Recording>> {
+        if search.owners.is_empty() {
+            return Ok(Vec::new());
+        }
+        fn placeholder(binds: &mut Vec<Bound>, value: Bound) -> String {
+            binds.push(value);
+            format!("${}", binds.len())
+        }
+        let mut binds: Vec<Bound> = Vec::new();
+        let owners: Vec<String> = search
+            .owners
+            .iter()
+            .map(|id| placeholder(&mut binds, Bound::Int(*id)))
+            .collect();
+        let mut clauses = format!("user_id IN ({})", owners.join(", "));
+        let text = |t: &Option<String>| {
+            t.as_deref()
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(like_pattern)
+        };
+        if let Some(pattern) = text(&search.title) {
+            let p = placeholder(&mut binds, Bound::Text(pattern));
+            clauses.push_str(&format!(" AND LOWER(title) LIKE {p} ESCAPE '\\'"));
+        }
+        if let Some(pattern) = text(&search.keyword) {
+            let p = placeholder(&mut binds, Bound::Text(pattern));
+            let in_title = format!("LOWER(title) LIKE {p} ESCAPE '\\'");
+            let in_transcript = format!(
+                "EXISTS (SELECT 1 FROM json_each(recordings.transcript) AS segment
+                 WHERE LOWER(json_extract(segment.value, '$.text')) LIKE {p} ESCAPE '\\')"
+            );
+            clauses.push_str(&match search.scope {
+                KeywordScope::Title => format!(" AND {in_title}"),
+                KeywordScope::Transcript => format!(" AND {in_transcript}"),
+                KeywordScope::Both => format!(" AND ({in_title} OR {in_transcript})"),
+            });
+        }
+        if let Some(from) = search.from {
+            let p = placeholder(&mut binds, Bound::Int(to_millis(from)));
+            clauses.push_str(&format!(" AND created_at >= {p}"));
+        }
+        if let Some(to) = search.to {
+            let p = placeholder(&mut binds, Bound::Int(to_millis(to)));
+            clauses.push_str(&format!(" AND created_at <= {p}"));
+        }
+        let limit = placeholder(&mut binds, Bound::Int(i64::from(search.limit)));
+        let offset = placeholder(&mut binds, Bound::Int(i64::from(search.offset)));
+        let mut query = sqlx::query_as::<_, RecordingRow>(sql!(
+            "SELECT {COLUMNS} FROM recordings WHERE {clauses}
+             ORDER BY created_at DESC, id DESC LIMIT {limit} OFFSET {offset}"
+        ));
+        for value in binds {
+            query = match value {
+                Bound::Int(v) => query.bind(v),
+                Bound::Text(v) => query.bind(v),
+            };
+        }
+        let rows = query.fetch_all(self.db).await?;
+        let mut tags: HashMap<i64, HashMap<i64, Vec<Tag>>> = HashMap::new();
+        let mut recordings = Vec::with_capacity(rows.len());
+        for row in rows {
+            let owner_tags = match tags.entry(row.user_id) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(self.tags_of(row.user_id).await?)
+                }
+            };
+            let own = owner_tags.remove(&row.id).unwrap_or_default();
+            recordings.push(row.into_recording(own)?);
+        }
+        Ok(recordings)
+    }
+
+    /// How many recordings a user has, their total known duration and the newest one.
+    pub async fn usage(&self, user_id: i64) -> Result<Usage> {
+        let (count, seconds, latest): (i64, Option<f64>, Option<i64>) = sqlx::query_as(
+            "SELECT COUNT(*), SUM(duration_seconds),
+                 (SELECT id FROM recordings WHERE user_id = $1
+                  ORDER BY created_at DESC, id DESC LIMIT 1)
+             FROM recordings WHERE user_id = $1",
+        )
+        .bind(user_id)
+        .fetch_one(self.db)
+        .await?;
+        Ok(Usage {
+            count,
+            seconds: seconds.unwrap_or(0.0),
+            latest,
+        })
+    }
+
+    /// Gives one of `user_id`'s recordings a new (already validated) title.
+    pub async fn rename(&self, user_id: i64, id: i64, title: &str) -> Result<Recording> {
+        let updated = sqlx::query(
+            "UPDATE recordings SET title = $1, updated_at = $2 WHERE id = $3 AND user_id = $4",
+        )
+        .bind(title)
+        .bind(now_millis())
+        .bind(id)
+        .bind(user_id)
+        .execute(self.db)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        self.get(user_id, id).await
+    }
+
     /// All of a user's tag links, by recording. A user has few tags; one query beats N.
     async fn tags_of(&self, user_id: i64) -> Result<HashMap<i64, Vec<Tag>>> {
         let rows: Vec<(i64, i64, String, String)> = sqlx::query_as(
@@ -307,4 +466,144 @@ pub(crate) async fn insert(
     .fetch_one(&mut **tx)
     .await?;
     row.into_recording(Vec::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::temp_store;
+    use hark_core::roles::Role;
+
+    fn new(user_id: i64, title: &str) -> NewRecording {
+        NewRecording {
+            user_id,
+            project_id: 1,
+            title: title.into(),
+            original_filename: "a.wav".into(),
+            mime_type: "audio/wav".into(),
+            size_bytes: 10,
+            blob_key: "k".into(),
+            language: None,
+            submitted_by_key: None,
+            source_url: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn search_filters_by_owner_title_keyword_and_date() {
+        let (store, _dir) = temp_store().await;
+        let ada = store
+            .users()
+            .create("ada", "x", Role::Member)
+            .await
+            .unwrap();
+        let bob = store
+            .users()
+            .create("bob", "x", Role::Member)
+            .await
+            .unwrap();
+        let recordings = store.recordings();
+        let budget = recordings
+            .create(&new(ada.id, "Budget review"))
+            .await
+            .unwrap();
+        let standup = recordings
+            .create(&new(ada.id, "Standup 100%"))
+            .await
+            .unwrap();
+        let bobs = recordings.create(&new(bob.id, "Budget too")).await.unwrap();
+        let segments = r#"[{"start":0.0,"end":1.0,"text":" We discussed the invoice."}]"#;
+        sqlx::query("UPDATE recordings SET transcript = $1, duration_seconds = 90 WHERE id = $2")
+            .bind(segments)
+            .bind(standup.id)
+            .execute(&store.db)
+            .await
+            .unwrap();
+        let ids = |found: Vec<Recording>| found.into_iter().map(|r| r.id).collect::<Vec<_>>();
+        let search = |owners: Vec<i64>| RecordingSearch {
+            owners,
+            limit: 50,
+            ..RecordingSearch::default()
+        };
+        let all = recordings.search(&search(vec![ada.id])).await.unwrap();
+        assert_eq!(
+            ids(all),
+            vec![standup.id, budget.id],
+            "newest first, own only"
+        );
+        let both = search(vec![ada.id, bob.id]);
+        assert_eq!(recordings.search(&both).await.unwrap().len(), 3);
+        assert!(recordings.search(&search(vec![])).await.unwrap().is_empty());
+        let keyword = |word: &str, scope| RecordingSearch {
+            keyword: Some(word.into()),
+            scope,
+            ..search(vec![ada.id])
+        };
+        let found = recordings
+            .search(&keyword("INVOICE", KeywordScope::Both))
+            .await;
+        assert_eq!(ids(found.unwrap()), vec![standup.id]);
+        let found = recordings
+            .search(&keyword("invoice", KeywordScope::Title))
+            .await;
+        assert!(found.unwrap().is_empty());
+        let found = recordings
+            .search(&keyword("budget", KeywordScope::Transcript))
+            .await;
+        assert!(found.unwrap().is_empty());
+        // The stored JSON's keys are not text, and LIKE wildcards are literal.
+        let found = recordings
+            .search(&keyword("start", KeywordScope::Both))
+            .await;
+        assert!(found.unwrap().is_empty());
+        let found = recordings.search(&keyword("%", KeywordScope::Title)).await;
+        assert_eq!(ids(found.unwrap()), vec![standup.id]);
+        let titled = RecordingSearch {
+            title: Some("budget".into()),
+            ..both.clone()
+        };
+        assert_eq!(
+            ids(recordings.search(&titled).await.unwrap()),
+            vec![bobs.id, budget.id]
+        );
+        let later = RecordingSearch {
+            from: Some(OffsetDateTime::now_utc() + time::Duration::hours(1)),
+            ..both.clone()
+        };
+        assert!(recordings.search(&later).await.unwrap().is_empty());
+        let earlier = RecordingSearch {
+            to: Some(OffsetDateTime::now_utc() - time::Duration::hours(1)),
+            ..both.clone()
+        };
+        assert!(recordings.search(&earlier).await.unwrap().is_empty());
+        let paged = RecordingSearch {
+            limit: 1,
+            offset: 1,
+            ..search(vec![ada.id])
+        };
+        assert_eq!(
+            ids(recordings.search(&paged).await.unwrap()),
+            vec![budget.id]
+        );
+
+        let usage = recordings.usage(ada.id).await.unwrap();
+        assert_eq!(
+            usage,
+            Usage {
+                count: 2,
+                seconds: 90.0,
+                latest: Some(standup.id)
+            }
+        );
+        assert_eq!(recordings.usage(999).await.unwrap(), Usage::default());
+        let renamed = recordings
+            .rename(ada.id, budget.id, "Q3 budget")
+            .await
+            .unwrap();
+        assert_eq!(renamed.title, "Q3 budget");
+        assert!(matches!(
+            recordings.rename(bob.id, budget.id, "mine now").await,
+            Err(StoreError::NotFound)
+        ));
+    }
 }
