@@ -15,6 +15,7 @@ use hark_core::scopes::Scope;
 use hark_core::transcripts;
 use hark_speech::sniff::SERVED_TYPES;
 use hark_store::StoreError;
+use hark_store::audit::Actor;
 use hark_store::recordings::{Recording, RecordingFilter};
 use hark_store::tags::Tag;
 use serde::Serialize;
@@ -460,10 +461,23 @@ pub async fn delete_recording(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode, ApiError> {
     principal.require(Scope::Write)?;
+    let actor = actor(&principal, &headers, Some(peer));
+    delete_owned(&state, principal.user_id, id, &actor).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes `owner_id`'s recording `id` with its audio, audited as `actor`: the one way a
+/// recording goes (this route and Fireflies' `deleteTranscript`). Returns what it was.
+pub(crate) async fn delete_owned(
+    state: &AppState,
+    owner_id: i64,
+    id: i64,
+    actor: &Actor,
+) -> Result<Recording, ApiError> {
     let recording = state
         .store
         .recordings()
-        .delete(principal.user_id, id)
+        .delete(owner_id, id)
         .await
         .map_err(not_found)?;
     if let Err(e) = state.blobs.delete(&recording.blob_key).await {
@@ -472,12 +486,7 @@ pub async fn delete_recording(
     state
         .store
         .audit()
-        .record(
-            &actor(&principal, &headers, Some(peer)),
-            "recording.deleted",
-            &format!("recording:{id}"),
-            None,
-        )
+        .record(actor, "recording.deleted", &format!("recording:{id}"), None)
         .await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(recording)
 }
