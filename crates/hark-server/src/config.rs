@@ -30,6 +30,8 @@ pub struct ServerConfig {
     pub token_limits: TokenLimits,
     /// Caps and timeouts of live streams.
     pub streams: StreamLimits,
+    /// Answer GraphQL introspection (`__schema`, `__type`) at `/graphql`.
+    pub graphql_introspection: bool,
 }
 
 impl Default for ServerConfig {
@@ -47,6 +49,7 @@ impl Default for ServerConfig {
             failed_auths_per_minute: 30,
             token_limits: TokenLimits::default(),
             streams: StreamLimits::default(),
+            graphql_introspection: true,
         }
     }
 }

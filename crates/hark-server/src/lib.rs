@@ -69,6 +69,11 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The Fireflies-compatible GraphQL schema at `/graphql`, in schema definition language.
+pub fn graphql_sdl() -> String {
+    routes::fireflies::sdl()
+}
+
 /// Replaces the default panic report, which prints the panic's message — and a message
 /// can quote request data such as a presented token — with one naming only where it
 /// happened. The request itself still gets a plain 500 (see [`app`]).

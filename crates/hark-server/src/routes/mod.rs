@@ -2,6 +2,7 @@
 
 mod audit;
 mod batch;
+pub(crate) mod fireflies;
 mod health;
 mod manage;
 mod openai;
@@ -37,6 +38,7 @@ use crate::state::AppState;
         (name = "speechmatics", description = "Speechmatics' batch API at /v2/jobs (batch keys or tokens with the batch scope)"),
         (name = "openai", description = "OpenAI-compatible transcription"),
         (name = "realtime", description = "Live transcription over WebSockets (Speechmatics' and OpenAI's protocols) and temporary keys"),
+        (name = "graphql", description = "Fireflies-compatible GraphQL (personal tokens and web sessions)"),
         (name = "auth", description = "Web sign-in"),
         (name = "operations", description = "Probes and this document"),
     )
@@ -160,6 +162,7 @@ pub fn api() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
             speechmatics::batch::delete_job
         ))
         .routes(routes!(speechmatics::batch::get_transcript))
+        .routes(routes!(fireflies::graphql))
         .routes(routes!(speechmatics::api_keys::create_temporary_key))
         .routes(routes!(speechmatics::realtime::realtime))
         .routes(routes!(openai::realtime::realtime))
