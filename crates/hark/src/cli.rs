@@ -31,6 +31,8 @@ pub enum Command {
     /// Administer users and tokens directly on the data dir (works while a server runs).
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Print the Fireflies-compatible GraphQL schema served at /graphql (SDL).
+    GraphqlSchema,
 }
 
 #[derive(Args)]
@@ -50,6 +52,13 @@ pub struct ServeArgs {
     /// Mark the session cookie Secure (when hark is served over HTTPS).
     #[arg(long, env = "HARK_SECURE_COOKIES")]
     pub secure_cookies: bool,
+    /// Answer GraphQL introspection queries at /graphql (`--graphql-introspection false`
+    /// or `--no-graphql-introspection` to hide the schema from clients).
+    #[arg(long, env = "HARK_GRAPHQL_INTROSPECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub graphql_introspection: bool,
+    /// The same as `--graphql-introspection false`.
+    #[arg(long)]
+    pub no_graphql_introspection: bool,
     /// Requests a minute each API token may make (0: unlimited).
     #[arg(long, env = "HARK_TOKEN_RATE_PER_MINUTE", default_value_t = 600)]
     pub token_rate_per_minute: u32,
@@ -267,7 +276,7 @@ impl Command {
         match self {
             Command::Serve(a) => a.engine.threads,
             Command::Transcribe(a) => a.engine.threads,
-            Command::Admin(_) | Command::Listen(_) => None,
+            Command::Admin(_) | Command::Listen(_) | Command::GraphqlSchema => None,
         }
         .filter(|t| *t > 0)
     }

@@ -40,6 +40,10 @@ fn main() -> std::process::ExitCode {
                 logging::init(logging::Format::Text, "warn");
                 admin::run(&cli.data_dir, command).await
             }
+            Command::GraphqlSchema => {
+                print!("{}", hark_server::graphql_sdl());
+                Ok(())
+            }
         }
     });
     // A transcription still running on a blocking thread is abandoned rather than awaited;
