@@ -320,6 +320,24 @@ fn table(member_upload: i64, member_job: i64) -> Vec<Row> {
                 with([201, 201, 201, 201, 201, 403, 403]),
             )
         },
+        // GraphQL: personal tokens only; a refused mutation is an error in a 200 answer
+        // (`object_not_found` here), a refused credential a 403.
+        Row {
+            body: Some(json!({"query": "{ user { user_id } }"})),
+            ..row(
+                M::POST,
+                "/graphql",
+                with([200, 200, 200, 403, 403, 403, 403]),
+            )
+        },
+        Row {
+            body: Some(json!({"query": "mutation { deleteTranscript(id: \"999999\") { id } }"})),
+            ..row(
+                M::POST,
+                "/graphql",
+                with([200, 200, 200, 403, 403, 403, 403]),
+            )
+        },
         // Real-time handshakes: a plain GET from a caller who may stream is told to
         // upgrade (400); everyone else is refused before that.
         row(M::GET, "/v2", with([400, 400, 400, 403, 403, 400, 403])),

@@ -147,6 +147,7 @@ async fn openapi_document_covers_every_route() {
         "DELETE /v2/jobs/{id}",
         "GET /v2/jobs/{id}/transcript",
         "GET /api/audit",
+        "POST /graphql",
         "GET /api/manage/members",
         "PATCH /api/manage/members/{id}",
         "DELETE /api/manage/members/{id}",
