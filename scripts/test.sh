@@ -7,9 +7,11 @@ cd "$(dirname "$0")/.."
 bash scripts/fetch-model.sh models/whisper-tiny.en
 # Silero VAD's weights (from PyPI, once) for the voice activity detection tests.
 bash scripts/fetch-vad.sh models/silero-vad
-# The official openai, speechmatics-rt and (older) speechmatics-python clients, for the tests that drive hark through them.
+# The official openai, speechmatics-rt, speechmatics-batch and (older) speechmatics-python clients, and
+# the gql GraphQL client (as Fireflies' users drive its API; 4.0.0, as 4.1+ needs a tenacity that
+# speechmatics-python 5.0.0 refuses), for the tests that drive hark through them.
 [ -x target/test-venv/bin/python ] || python3 -m venv target/test-venv
-target/test-venv/bin/python -m pip install --quiet --disable-pip-version-check "openai==3.57.0" "speechmatics-rt[jwt]==1.2.1" "speechmatics-python==5.0.0"
+target/test-venv/bin/python -m pip install --quiet --disable-pip-version-check "openai==3.57.0" "speechmatics-rt[jwt]==1.2.1" "speechmatics-python==5.0.0" "speechmatics-batch==1.1.0" "gql[requests]==4.0.0"
 # Debian's Chromium and playwright-core (pinned in its package-lock.json) for the browser tests.
 if ! command -v chromium >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive

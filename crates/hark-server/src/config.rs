@@ -30,6 +30,9 @@ pub struct ServerConfig {
     pub token_limits: TokenLimits,
     /// Caps and timeouts of live streams.
     pub streams: StreamLimits,
+    /// Let audio fetches and webhooks reach loopback, private and link-local addresses
+    /// (unsafe on a server others can reach: it opens the internal network to them).
+    pub fetch_allow_private: bool,
     /// Answer GraphQL introspection (`__schema`, `__type`) at `/graphql`.
     pub graphql_introspection: bool,
 }
@@ -49,6 +52,7 @@ impl Default for ServerConfig {
             failed_auths_per_minute: 30,
             token_limits: TokenLimits::default(),
             streams: StreamLimits::default(),
+            fetch_allow_private: false,
             graphql_introspection: true,
         }
     }

@@ -6,6 +6,7 @@ mod access_log;
 pub mod auth;
 pub mod config;
 pub mod error;
+mod outbound;
 mod routes;
 mod security_headers;
 pub mod state;
@@ -13,6 +14,7 @@ pub mod streams;
 pub mod tokens;
 pub mod transcription;
 mod web;
+pub mod webhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -97,6 +99,7 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     let background = spawn_background(state.clone());
     let workers = transcription::spawn_workers(&state);
+    let sender = webhooks::delivery::spawn(state.clone());
     if let transcription::Backend::Embedded { model_dir } = &state.pipeline.config.backend
         && !model_dir.join("model.bin").is_file()
     {
@@ -104,6 +107,12 @@ pub async fn serve(
             model_dir = %model_dir.display(),
             "no Whisper model found: uploads will wait in the queue until one is installed \
              (scripts/fetch-model.sh DIR, then restart with --model-dir DIR)"
+        );
+    }
+    if state.config.fetch_allow_private {
+        tracing::warn!(
+            "--fetch-allow-private: audio URLs and webhooks may reach loopback, private and \
+             link-local addresses; anyone who can submit a URL can probe this network"
         );
     }
     tracing::info!(%addr, "listening on http://{addr}");
@@ -115,6 +124,7 @@ pub async fn serve(
     .with_graceful_shutdown(shutdown)
     .await;
     background.abort();
+    sender.abort();
     for worker in workers {
         worker.abort();
     }

@@ -8,8 +8,19 @@ use hark_store::blobs::BlobStore;
 use crate::auth::limits::RequestLimits;
 use crate::auth::{LastUsedRecorder, LoginThrottle, TokenAuthenticator};
 use crate::config::ServerConfig;
+use crate::outbound::Outbound;
 use crate::streams::Streams;
 use crate::transcription::{Pipeline, PipelineConfig};
+use crate::webhooks::delivery::Sender;
+
+/// Why the server's state could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error(transparent)]
+    Store(#[from] hark_store::StoreError),
+    #[error(transparent)]
+    Outbound(#[from] crate::outbound::OutboundError),
+}
 
 /// What every handler can reach. axum clones the state for every request, so it is one
 /// `Arc` rather than a bundle of them.
@@ -29,6 +40,10 @@ pub struct Shared {
     pub limits: RequestLimits,
     /// Live transcription sessions.
     pub streams: Streams,
+    /// The SSRF-guarded client for URLs users give (audio to fetch, webhooks to call).
+    pub outbound: Outbound,
+    /// Wakes the webhook sender.
+    pub webhooks: Sender,
 }
 
 impl Deref for AppState {
@@ -45,7 +60,7 @@ impl AppState {
         blobs: BlobStore,
         config: ServerConfig,
         pipeline: PipelineConfig,
-    ) -> Result<Self, hark_store::StoreError> {
+    ) -> Result<Self, StateError> {
         let last_used = Arc::new(LastUsedRecorder::default());
         let auth = Arc::new(TokenAuthenticator::new(store.clone(), last_used.clone()).await?);
         let limits = RequestLimits::new(
@@ -53,6 +68,7 @@ impl AppState {
             config.failed_auths_per_minute,
         );
         let streams = Streams::new(config.streams.clone());
+        let outbound = Outbound::new(config.fetch_allow_private)?;
         Ok(AppState(Arc::new(Shared {
             streams,
             store,
@@ -63,6 +79,8 @@ impl AppState {
             pipeline: Pipeline::new(pipeline),
             login_throttle: LoginThrottle::new(10, Duration::from_secs(30)),
             limits,
+            outbound,
+            webhooks: Sender::default(),
         })))
     }
 }

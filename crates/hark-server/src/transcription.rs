@@ -12,11 +12,17 @@ use hark_speech::remote::RemoteEngine;
 use hark_speech::summary::ChatSummarizer;
 use hark_speech::{Engine, Options, SpeechError, Transcript};
 use hark_store::jobs::{Job, Outcome};
+use hark_store::recordings::Recording;
 use serde::{Deserialize, Serialize};
 use time::Duration;
 use tokio::sync::{Notify, OnceCell, Semaphore};
 
+use crate::outbound::OutboundError;
 use crate::state::AppState;
+use crate::webhooks::{self, Callback};
+
+/// Longest a worker spends fetching audio from a URL.
+const FETCH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 /// How many sentences the embedded summarizer keeps.
 const SUMMARY_SENTENCES: usize = 3;
@@ -65,6 +71,13 @@ pub struct JobOptions {
     /// always do; synchronous requests only when they ask.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub word_timestamps: bool,
+    /// Where to report the job's end, in the dialect of the API that took it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback: Option<Callback>,
+    /// The job's settings exactly as the client sent them, for dialects that echo them
+    /// back (Speechmatics' `config`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_config: Option<serde_json::Value>,
 }
 
 pub struct Pipeline {
@@ -214,8 +227,13 @@ async fn work(state: AppState, name: String) {
         let wake = state.pipeline.wake.notified();
         tokio::pin!(wake);
         wake.as_mut().enable();
-        if let Err(e) = state.store.jobs().fail_exhausted().await {
-            tracing::warn!(error = %e, "could not close exhausted jobs");
+        match state.store.jobs().fail_exhausted().await {
+            Ok(closed) => {
+                for job in closed {
+                    webhooks::job_ended(&state, job).await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not close exhausted jobs"),
         }
         match state.store.jobs().claim(&name, lease).await {
             Ok(Some(job)) => process(&state, &name, job).await,
@@ -250,11 +268,24 @@ async fn process(state: &AppState, worker: &str, job: Job) {
             return;
         }
     };
-    let Some(path) = state.blobs.path(&recording.blob_key) else {
-        let _ = jobs
-            .fail(&job, worker, "the stored audio cannot be found")
-            .await;
-        return;
+    let blob_key = if recording.blob_key.is_empty() {
+        match fetch_source(state, &recording).await {
+            Ok(key) => key,
+            Err(OutboundError::Failed(reason)) => {
+                let reason = format!("the audio could not be fetched: {reason}");
+                return retry_or_fail(state, worker, &job, &reason).await;
+            }
+            Err(e) => {
+                let reason = format!("the audio could not be fetched: {e}");
+                tracing::info!(job = job.id, %reason, "the audio URL cannot be used");
+                return fail(state, worker, &job, &reason).await;
+            }
+        }
+    } else {
+        recording.blob_key.clone()
+    };
+    let Some(path) = state.blobs.path(&blob_key) else {
+        return fail(state, worker, &job, "the stored audio cannot be found").await;
     };
     // Stored transcripts keep their words, whatever the submitter asked: the documents API
     // serves them, and the decoder pass they cost is small beside the decoding.
@@ -270,8 +301,7 @@ async fn process(state: &AppState, worker: &str, job: Job) {
         Ok(transcript) => transcript,
         Err(SpeechError::Audio(reason)) => {
             tracing::info!(job = job.id, %reason, "the audio cannot be transcribed");
-            let _ = jobs.fail(&job, worker, &reason).await;
-            return;
+            return fail(state, worker, &job, &reason).await;
         }
         Err(SpeechError::Model(reason)) => {
             // The server is misconfigured, not the audio bad: keep the job for a fixed server.
@@ -293,11 +323,14 @@ async fn process(state: &AppState, worker: &str, job: Job) {
         language: outcome.language.clone(),
     };
     match jobs.complete(&job, worker, &stored).await {
-        Ok(true) => tracing::info!(
-            job = job.id,
-            recording = job.recording_id,
-            "transcription completed"
-        ),
+        Ok(true) => {
+            tracing::info!(
+                job = job.id,
+                recording = job.recording_id,
+                "transcription completed"
+            );
+            webhooks::job_ended(state, job.id).await;
+        }
         Ok(false) => tracing::warn!(
             job = job.id,
             "lease lost before completion; another worker owns the job"
@@ -326,15 +359,47 @@ pub fn stored_segment(s: &hark_speech::Segment) -> Segment {
     }
 }
 
-async fn retry_or_fail(state: &AppState, worker: &str, job: &Job, reason: &str) {
-    let jobs = state.store.jobs();
-    tracing::warn!(job = job.id, attempt = job.attempts, %reason, "transcription attempt failed");
-    let result = if job.attempts >= job.max_attempts {
-        jobs.fail(job, worker, reason).await.map(|_| ())
-    } else {
-        jobs.release(job, worker, reason).await
+/// Fetches a URL recording's audio into a blob and records it on the recording.
+async fn fetch_source(state: &AppState, recording: &Recording) -> Result<String, OutboundError> {
+    let Some(url) = recording.source_url.as_deref() else {
+        return Err(OutboundError::Unacceptable(
+            "the recording has neither audio nor a URL".into(),
+        ));
     };
-    if let Err(e) = result {
+    let limit = state.config.max_upload_bytes as u64;
+    let fetched = state
+        .outbound
+        .fetch_audio(&state.blobs, url, limit, FETCH_DEADLINE)
+        .await?;
+    let size = fetched.writer.size() as i64;
+    let key = fetched.writer.commit().await?;
+    if let Err(e) = state
+        .store
+        .recordings()
+        .attach_audio(recording.id, &key, fetched.content_type, size)
+        .await
+    {
+        let _ = state.blobs.delete(&key).await;
+        return Err(e.into());
+    }
+    Ok(key)
+}
+
+/// Ends a job for good and tells its receivers.
+async fn fail(state: &AppState, worker: &str, job: &Job, reason: &str) {
+    match state.store.jobs().fail(job, worker, reason).await {
+        Ok(true) => webhooks::job_ended(state, job.id).await,
+        Ok(false) => {}
+        Err(e) => tracing::error!(job = job.id, error = %e, "could not record the failure"),
+    }
+}
+
+async fn retry_or_fail(state: &AppState, worker: &str, job: &Job, reason: &str) {
+    tracing::warn!(job = job.id, attempt = job.attempts, %reason, "transcription attempt failed");
+    if job.attempts >= job.max_attempts {
+        return fail(state, worker, job, reason).await;
+    }
+    if let Err(e) = state.store.jobs().release(job, worker, reason).await {
         tracing::error!(job = job.id, error = %e, "could not record the failure");
     }
 }

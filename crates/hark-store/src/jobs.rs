@@ -298,8 +298,8 @@ impl Jobs<'_> {
     }
 
     /// Fails the jobs that used up their attempts (their last worker died), so no
-    /// recording waits forever. Returns how many.
-    pub async fn fail_exhausted(&self) -> Result<u64> {
+    /// recording waits forever. Returns the ids of the jobs it closed.
+    pub async fn fail_exhausted(&self) -> Result<Vec<i64>> {
         let now = now_millis();
         let rows: Vec<(i64, i64)> = sqlx::query_as(
             "SELECT id, recording_id FROM jobs
@@ -329,7 +329,7 @@ impl Jobs<'_> {
             .await?;
             tx.commit().await?;
         }
-        Ok(rows.len() as u64)
+        Ok(rows.into_iter().map(|(id, _)| id).collect())
     }
 
     /// Jobs of `owner`'s recordings created before `created_before` (all when `None`),
@@ -441,6 +441,7 @@ mod tests {
             blob_key: "k".into(),
             language: None,
             submitted_by_key: None,
+            source_url: None,
         };
         store.jobs().submit(&new, "{}", 2).await.unwrap()
     }
@@ -504,7 +505,7 @@ mod tests {
                 .is_none(),
             "attempts used up"
         );
-        assert_eq!(store.jobs().fail_exhausted().await.unwrap(), 1);
+        assert_eq!(store.jobs().fail_exhausted().await.unwrap().len(), 1);
         let rec = store
             .recordings()
             .get(recording.user_id, recording.id)

@@ -22,6 +22,7 @@ pub mod sessions;
 pub mod tags;
 pub mod tokens;
 pub mod users;
+pub mod webhooks;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -104,6 +105,10 @@ impl Store {
 
     pub fn projects(&self) -> projects::Projects<'_> {
         projects::Projects { db: &self.db }
+    }
+
+    pub fn webhooks(&self) -> webhooks::Webhooks<'_> {
+        webhooks::Webhooks { db: &self.db }
     }
 
     pub fn audit(&self) -> audit::Audit<'_> {

@@ -31,6 +31,9 @@ pub struct Recording {
     pub tags: Vec<Tag>,
     /// The project key it was submitted through; `None` for a person's own upload.
     pub submitted_by_key: Option<i64>,
+    /// Where the audio was fetched from, for a recording submitted as a URL. Until the
+    /// fetch has succeeded its `blob_key` is empty.
+    pub source_url: Option<String>,
 }
 
 /// What a recordings listing is narrowed to.
@@ -107,6 +110,8 @@ pub struct NewRecording {
     /// The project key submitting it, if any: only such recordings are readable by the
     /// project's keys.
     pub submitted_by_key: Option<i64>,
+    /// The URL to fetch the audio from (then `blob_key` is empty until a worker has).
+    pub source_url: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -127,6 +132,7 @@ struct RecordingRow {
     created_at: i64,
     updated_at: i64,
     submitted_by_key: Option<i64>,
+    source_url: Option<String>,
 }
 
 impl RecordingRow {
@@ -149,13 +155,14 @@ impl RecordingRow {
             updated_at: from_millis(self.updated_at),
             tags,
             submitted_by_key: self.submitted_by_key,
+            source_url: self.source_url,
         })
     }
 }
 
 const COLUMNS: &str = "id, user_id, project_id, title, status, original_filename, mime_type,
     size_bytes, blob_key, duration_seconds, language, summary, error, created_at, updated_at,
-    submitted_by_key";
+    submitted_by_key, source_url";
 
 pub struct Recordings<'a> {
     pub(crate) db: &'a Db,
@@ -279,6 +286,31 @@ impl Recordings<'_> {
         let user_id = row.user_id;
         let tags = self.tags_of(user_id).await?.remove(&id).unwrap_or_default();
         row.into_recording(tags)
+    }
+
+    /// Records the audio a worker fetched for a recording submitted as a URL.
+    pub async fn attach_audio(
+        &self,
+        id: i64,
+        blob_key: &str,
+        mime_type: &str,
+        size_bytes: i64,
+    ) -> Result<()> {
+        let updated = sqlx::query(
+            "UPDATE recordings SET blob_key = $1, mime_type = $2, size_bytes = $3, updated_at = $4
+             WHERE id = $5",
+        )
+        .bind(blob_key)
+        .bind(mime_type)
+        .bind(size_bytes)
+        .bind(now_millis())
+        .bind(id)
+        .execute(self.db)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
     }
 
     /// The transcript segments, once the engine has produced them.
@@ -449,8 +481,8 @@ pub(crate) async fn insert(
     let now = now_millis();
     let row: RecordingRow = sqlx::query_as(sql!(
         "INSERT INTO recordings (user_id, project_id, title, status, original_filename, mime_type,
-             size_bytes, blob_key, language, created_at, updated_at, submitted_by_key)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11) RETURNING {COLUMNS}"
+             size_bytes, blob_key, language, created_at, updated_at, submitted_by_key, source_url)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12) RETURNING {COLUMNS}"
     ))
     .bind(new.user_id)
     .bind(new.project_id)
@@ -463,6 +495,7 @@ pub(crate) async fn insert(
     .bind(new.language.as_deref())
     .bind(now)
     .bind(new.submitted_by_key)
+    .bind(new.source_url.as_deref())
     .fetch_one(&mut **tx)
     .await?;
     row.into_recording(Vec::new())

@@ -132,6 +132,7 @@ mod tests {
                 blob_key: "k".into(),
                 language: None,
                 submitted_by_key: None,
+                source_url: None,
             })
             .await
             .unwrap();

@@ -52,6 +52,11 @@ pub struct ServeArgs {
     /// Mark the session cookie Secure (when hark is served over HTTPS).
     #[arg(long, env = "HARK_SECURE_COOKIES")]
     pub secure_cookies: bool,
+    /// Let audio fetched by URL and webhooks reach loopback, private, link-local and cloud
+    /// metadata addresses. UNSAFE on a server others can use: it lets them reach your
+    /// internal network through hark (server-side request forgery).
+    #[arg(long, env = "HARK_FETCH_ALLOW_PRIVATE")]
+    pub fetch_allow_private: bool,
     /// Answer GraphQL introspection queries at /graphql (`--graphql-introspection false`
     /// or `--no-graphql-introspection` to hide the schema from clients).
     #[arg(long, env = "HARK_GRAPHQL_INTROSPECTION", default_value_t = true, action = clap::ArgAction::Set)]

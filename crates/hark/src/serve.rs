@@ -31,6 +31,7 @@ pub async fn run(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
         last_used_flush_interval: Duration::from_secs_f64(args.last_used_flush_secs),
         max_upload_bytes: args.max_upload_mb.saturating_mul(1024 * 1024),
         secure_cookies: args.secure_cookies,
+        fetch_allow_private: args.fetch_allow_private,
         graphql_introspection: args.graphql_introspection && !args.no_graphql_introspection,
         token_requests_per_minute: args.token_rate_per_minute,
         failed_auths_per_minute: args.failed_auth_per_minute,

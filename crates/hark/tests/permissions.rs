@@ -277,6 +277,38 @@ fn table(member_upload: i64, member_job: i64) -> Vec<Row> {
             "/api/recordings/999999/tags/999999",
             with([404, 404, 404, 403, 403, 403, 403]),
         ),
+        // Webhooks belong to people: keys and management tokens have none.
+        row(
+            M::GET,
+            "/api/webhooks",
+            with([200, 200, 200, 403, 403, 403, 403]),
+        ),
+        Row {
+            body: Some(json!({"url": "ftp://example.com/hook"})),
+            ..row(
+                M::POST,
+                "/api/webhooks",
+                with([400, 400, 400, 403, 403, 403, 403]),
+            )
+        },
+        row(
+            M::DELETE,
+            "/api/webhooks/999999",
+            with([404, 404, 404, 403, 403, 403, 403]),
+        ),
+        row(
+            M::GET,
+            "/api/webhooks/deliveries",
+            with([200, 200, 200, 403, 403, 403, 403]),
+        ),
+        Row {
+            body: Some(json!({})),
+            ..row(
+                M::POST,
+                "/api/webhooks/callback-secret",
+                with([201, 201, 201, 403, 403, 403, 403]),
+            )
+        },
         Row {
             body: Some(json!({"role": "member"})),
             ..row(

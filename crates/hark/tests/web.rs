@@ -61,6 +61,7 @@ async fn in_chromium_a_token_is_created_shown_once_used_and_revoked_and_a_clip_i
     let token = report["token"].as_str().expect("token");
     server.saw_secret(token);
     server.saw_secret(report["key"].as_str().expect("project key"));
+    server.saw_secret(report["hookSecret"].as_str().expect("webhook secret"));
     let reference = std::fs::read_to_string(clip.with_extension("txt")).expect("reference");
     let transcript = report["transcript"].as_str().expect("transcript");
     let heard: String = transcript

@@ -8,10 +8,11 @@ mod manage;
 mod openai;
 mod recordings;
 mod session;
-mod speechmatics;
+pub(crate) mod speechmatics;
 mod tags;
 mod tokens;
 mod uploads;
+mod webhooks;
 
 use axum::Json;
 use axum::extract::DefaultBodyLimit;
@@ -38,6 +39,7 @@ use crate::state::AppState;
         (name = "speechmatics", description = "Speechmatics' batch API at /v2/jobs (batch keys or tokens with the batch scope)"),
         (name = "openai", description = "OpenAI-compatible transcription"),
         (name = "realtime", description = "Live transcription over WebSockets (Speechmatics' and OpenAI's protocols) and temporary keys"),
+        (name = "webhooks", description = "Signed notifications when transcriptions end, and the record of their deliveries"),
         (name = "graphql", description = "Fireflies-compatible GraphQL (personal tokens and web sessions)"),
         (name = "auth", description = "Web sign-in"),
         (name = "operations", description = "Probes and this document"),
@@ -144,6 +146,10 @@ pub fn api() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(tags::delete_tag))
         .routes(routes!(tags::attach_tag))
         .routes(routes!(tags::detach_tag))
+        .routes(routes!(webhooks::list_webhooks, webhooks::create_webhook))
+        .routes(routes!(webhooks::delete_webhook))
+        .routes(routes!(webhooks::rotate_callback_secret))
+        .routes(routes!(webhooks::list_deliveries))
         .routes(routes!(audit::list_events))
         .routes(routes!(manage::list_members))
         .routes(routes!(manage::change_role, manage::remove_member))

@@ -18,6 +18,7 @@ use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::transcription::JobOptions;
+use crate::webhooks::Callback;
 
 /// How much of an oversized upload is read (and discarded) before giving up on the client.
 const DRAIN_ALLOWANCE: u64 = 64 * 1024 * 1024;
@@ -30,9 +31,14 @@ pub const MAX_TEXT_FIELD_BYTES: usize = 8 * 1024;
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct UploadForm {
-    /// The audio file (WAV, MP3, FLAC, Ogg/Vorbis, M4A/AAC, …).
-    #[schema(value_type = String, format = Binary)]
-    file: Vec<u8>,
+    /// The audio file (WAV, MP3, FLAC, Ogg/Vorbis, M4A/AAC, …); or send `url` instead.
+    #[schema(value_type = Option<String>, format = Binary)]
+    file: Option<Vec<u8>>,
+    /// An http(s) URL hark fetches the audio from (instead of `file`). Internal addresses
+    /// are refused unless the server runs with `--fetch-allow-private`.
+    url: Option<String>,
+    /// Called (POST, JSON, signed) when the transcription completes or fails.
+    callback_url: Option<String>,
     /// Defaults to the file name.
     title: Option<String>,
     /// Language code, e.g. `en`.
@@ -44,11 +50,29 @@ pub struct UploadForm {
     project_id: Option<i64>,
 }
 
-struct Received {
-    audio: ReceivedAudio,
-    filename: String,
+/// Audio for a new recording: received already, or a URL a worker will fetch (the fetch
+/// is part of the job, so its failure fails the job with a readable reason).
+pub enum Audio {
+    Received {
+        audio: ReceivedAudio,
+        filename: String,
+    },
+    Url(url::Url),
 }
 
+/// A new recording as any dialect describes it.
+pub struct Submission {
+    pub audio: Audio,
+    pub title: Option<String>,
+    pub language: Option<String>,
+    /// A `project_id` as the client wrote it.
+    pub project: Option<String>,
+    /// Decoding options and callbacks; its `language` is replaced by the checked one.
+    pub options: JobOptions,
+}
+
+/// Reads the Speakr/Scriptix multipart form (`file` or `url`, `title`, `language`,
+/// `project_id`, `callback_url`) and submits it.
 pub async fn accept(
     state: &AppState,
     principal: &Principal,
@@ -59,46 +83,133 @@ pub async fn accept(
         status: r.status(),
         message: r.body_text(),
     })?;
-    let mut title = None;
-    let mut language = None;
-    let mut project = None;
-    let mut received: Option<Received> = None;
+    let mut fields = FormFields::default();
+    let mut audio: Option<Audio> = None;
     let limit = state.config.max_upload_bytes as u64;
     let read: Result<(), ApiError> = async {
         while let Some(mut field) = multipart.next_field().await? {
             match field.name().unwrap_or_default() {
                 "file" => {
-                    if received.is_some() {
-                        return Err(ApiError::bad_request("file: send exactly one file"));
+                    if audio.is_some() {
+                        return Err(ApiError::bad_request(
+                            "file: send exactly one file or one url",
+                        ));
                     }
                     // The client's Content-Type is ignored: the content says what it is.
                     let filename = field.file_name().unwrap_or("upload").to_owned();
-                    let audio = receive_audio(&state.blobs, &mut field, limit).await?;
-                    received = Some(Received { audio, filename });
+                    let received = receive_audio(&state.blobs, &mut field, limit).await?;
+                    audio = Some(Audio::Received {
+                        audio: received,
+                        filename,
+                    });
                 }
-                "title" => title = Some(read_text_field(&mut field).await?),
-                "language" => language = Some(read_text_field(&mut field).await?),
-                "project_id" => project = Some(read_text_field(&mut field).await?),
+                "url" => fields.url = Some(read_text_field(&mut field).await?),
+                "title" => fields.title = Some(read_text_field(&mut field).await?),
+                "language" => fields.language = Some(read_text_field(&mut field).await?),
+                "project_id" => fields.project = Some(read_text_field(&mut field).await?),
+                "callback_url" => fields.callback = Some(read_text_field(&mut field).await?),
                 _ => {}
             }
         }
         Ok(())
     }
     .await;
-    let Some(Received {
-        audio: ReceivedAudio {
-            writer,
-            content_type,
-        },
-        filename,
-    }) = received
-    else {
-        read?;
-        return Err(ApiError::bad_request(
-            "file: a multipart field named `file` is required",
-        ));
+    let checked = read.and_then(|()| fields.checked(state, audio.is_some()));
+    let (url, callback) = match checked {
+        Ok(found) => found,
+        Err(e) => {
+            if let Some(Audio::Received { audio, .. }) = audio {
+                audio.writer.abort().await;
+            }
+            return Err(e);
+        }
     };
-    let validated = match read.and_then(|()| validate(title.as_deref(), &filename, language)) {
+    let audio = match (url, audio) {
+        (Some(url), _) => Audio::Url(url),
+        (None, Some(received)) => received,
+        (None, None) => return Err(ApiError::bad_request(NO_AUDIO)),
+    };
+    let submission = Submission {
+        audio,
+        title: fields.title,
+        language: fields.language,
+        project: fields.project,
+        options: JobOptions {
+            callback,
+            ..JobOptions::default()
+        },
+    };
+    submit(state, principal, actor, submission).await
+}
+
+/// The text fields of the upload form.
+#[derive(Default)]
+struct FormFields {
+    url: Option<String>,
+    title: Option<String>,
+    language: Option<String>,
+    project: Option<String>,
+    callback: Option<String>,
+}
+
+const NO_AUDIO: &str = "file: a multipart field named `file` (or `url`) is required";
+
+impl FormFields {
+    /// The URL to fetch (when no file came) and the callback, checked; exactly one of a
+    /// file and a URL must have been sent.
+    fn checked(
+        &self,
+        state: &AppState,
+        has_file: bool,
+    ) -> Result<(Option<url::Url>, Option<Callback>), ApiError> {
+        let callback = match self.callback.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(url) => Some(Callback::hark(checked_url(state, "callback_url", url)?)),
+        };
+        let url = self.url.as_deref().map(str::trim).filter(|u| !u.is_empty());
+        let url = match (has_file, url) {
+            (true, Some(_)) => {
+                return Err(ApiError::bad_request(
+                    "send either a file or a url, not both",
+                ));
+            }
+            (true, None) => None,
+            (false, Some(url)) => Some(checked_url(state, "url", url)?),
+            (false, None) => return Err(ApiError::bad_request(NO_AUDIO)),
+        };
+        Ok((url, callback))
+    }
+}
+
+/// A user's URL through the outbound guard's up-front checks, as a 400 naming the field.
+pub fn checked_url(state: &AppState, field: &str, raw: &str) -> Result<url::Url, ApiError> {
+    state
+        .outbound
+        .parse(raw)
+        .map_err(|e| ApiError::bad_request(format!("{field}: {e}")))
+}
+
+/// Validates a submission, stores the recording and its job together, wakes a worker and
+/// audits it. A received blob is committed only once everything checked out (and deleted
+/// if storing fails), so nothing is left behind by a refused submission.
+pub async fn submit(
+    state: &AppState,
+    principal: &Principal,
+    actor: &Actor,
+    submission: Submission,
+) -> Result<(Recording, Job), ApiError> {
+    let Submission {
+        audio,
+        title,
+        language,
+        project,
+        options,
+    } = submission;
+    let fallback_title = match &audio {
+        Audio::Received { filename, .. } => filename.clone(),
+        Audio::Url(url) => url_title(url),
+    };
+    let validated = match validate(title.as_deref(), &fallback_title, language) {
         Ok(v) => target_project(state, principal, project.as_deref())
             .await
             .map(|project_id| (v, project_id)),
@@ -107,27 +218,42 @@ pub async fn accept(
     let ((title, language), project_id) = match validated {
         Ok(v) => v,
         Err(e) => {
-            writer.abort().await;
+            if let Audio::Received { audio, .. } = audio {
+                audio.writer.abort().await;
+            }
             return Err(e);
         }
     };
-    let size = writer.size() as i64;
-    let blob_key = writer.commit().await?;
     let options = serde_json::to_string(&JobOptions {
         language: language.clone(),
-        ..JobOptions::default()
+        ..options
     })
     .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let (filename, mime_type, size, blob_key, source_url) = match audio {
+        Audio::Received { audio, filename } => {
+            let size = audio.writer.size() as i64;
+            let key = audio.writer.commit().await?;
+            (filename, audio.content_type.to_owned(), size, key, None)
+        }
+        Audio::Url(url) => (
+            url_title(&url),
+            String::new(),
+            0,
+            String::new(),
+            Some(url.to_string()),
+        ),
+    };
     let new = NewRecording {
         user_id: principal.user_id,
         project_id,
         title,
         original_filename: filename.chars().take(255).collect(),
-        mime_type: content_type.to_owned(),
+        mime_type,
         size_bytes: size,
         blob_key: blob_key.clone(),
         language,
         submitted_by_key: principal.project_id().and(principal.token_id()),
+        source_url,
     };
     let max_attempts = state.pipeline.config.max_attempts;
     let (recording, job) = match state
@@ -138,7 +264,9 @@ pub async fn accept(
     {
         Ok(submitted) => submitted,
         Err(e) => {
-            let _ = state.blobs.delete(&blob_key).await;
+            if !blob_key.is_empty() {
+                let _ = state.blobs.delete(&blob_key).await;
+            }
             return Err(e.into());
         }
     };
@@ -154,6 +282,20 @@ pub async fn accept(
         )
         .await?;
     Ok((recording, job))
+}
+
+/// The last path segment of a URL (what a download would be called), else its host.
+fn url_title(url: &url::Url) -> String {
+    url.path_segments()
+        .and_then(|mut s| s.next_back().map(str::to_owned))
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            percent_encoding::percent_decode_str(&s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .or_else(|| url.host_str().map(str::to_owned))
+        .unwrap_or_else(|| "download".to_owned())
 }
 
 /// Where an upload goes: a project key's own project; else the form's `project_id` if it

@@ -15,6 +15,7 @@ const INDEX: &str = include_str!("assets/index.html");
 const SCRIPT: &str = include_str!("assets/app.js");
 const LIVE: &str = include_str!("assets/live.js");
 const LIVE_WORKLET: &str = include_str!("assets/live-worklet.js");
+const WEBHOOKS: &str = include_str!("assets/webhooks.js");
 const STYLE: &str = include_str!("assets/app.css");
 const ICON: &str = include_str!("assets/icon.svg");
 
@@ -35,6 +36,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/assets/live.js",
             get(|| async { asset(LIVE, "text/javascript; charset=utf-8") }),
+        )
+        .route(
+            "/assets/webhooks.js",
+            get(|| async { asset(WEBHOOKS, "text/javascript; charset=utf-8") }),
         )
         .route(
             "/assets/live-worklet.js",

@@ -177,6 +177,20 @@ async function tokens() {
   await shot("audit-log");
   await page.getByRole("link", { name: "API Tokens" }).click();
 
+  // A webhook, added in Settings; its secret is shown once.
+  await page.getByRole("link", { name: "Webhooks" }).click();
+  await page.getByRole("heading", { name: "Webhooks" }).waitFor();
+  await page.getByRole("button", { name: "Add webhook" }).click();
+  await page.getByRole("dialog").getByLabel("URL").fill("https://hooks.example.com/hark");
+  await page.getByRole("dialog").getByRole("button", { name: "Add webhook" }).click();
+  const hookSecret = await page.locator("input[data-secret]").inputValue();
+  check(/^whsec_[0-9A-Za-z]{40}$/.test(hookSecret), `the dialog shows the signing secret: ${hookSecret}`);
+  await shot("webhook-created");
+  await page.getByRole("button", { name: "I’ve saved it" }).click();
+  await page.locator("tr", { hasText: "https://hooks.example.com/hark" }).waitFor();
+  check(!(await page.content()).includes(hookSecret), "the page no longer holds the secret");
+  await page.getByRole("link", { name: "API Tokens" }).click();
+
   // Phone width: the tokens page still reads.
   await page.setViewportSize({ width: 390, height: 844 });
   await shot("tokens-phone");
@@ -201,7 +215,16 @@ async function tokens() {
   await shot("recording");
   const status = await page.request.get(`${base}/api/recordings`);
   check(status.status() === 200, "the session cookie reads the API");
-  return { token, key, transcript };
+
+  // The clip's completion is owed to the webhook; this network reaches no outside host, so
+  // the delivery shows its failed attempt and waits for the next.
+  await page.getByRole("link", { name: "Settings" }).click();
+  await page.getByRole("link", { name: "Webhooks" }).click();
+  const delivery = page.locator("table.deliveries tbody tr").first();
+  await delivery.getByText("transcription.completed").waitFor();
+  await delivery.locator(".badge", { hasText: "pending" }).waitFor();
+  await shot("webhook-deliveries");
+  return { token, key, transcript, hookSecret };
 }
 
 // The live page: a temporary key for the chosen project, the "microphone" streamed to /v2,

@@ -197,6 +197,7 @@ pub async fn transcriptions(
         temperature,
         prompt: prompt.filter(|p| !p.trim().is_empty()),
         word_timestamps: granularities.words,
+        ..JobOptions::default()
     };
     let result = state.pipeline.transcribe_now(path, &options).await;
     let _ = state.blobs.delete(&key).await;

@@ -3,6 +3,7 @@
 // The live page is its own module (live.js), using the helpers exported here.
 
 import { liveView } from "./live.js";
+import { webhooksView } from "./webhooks.js";
 
 export const main = document.getElementById("main");
 export let me = null;
@@ -70,7 +71,7 @@ export function go(hash) {
 const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium" });
 const timeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
 
-function when(value, fallback = "never") {
+export function when(value, fallback = "never") {
   return value ? dateFormat.format(new Date(value)) : fallback;
 }
 
@@ -116,7 +117,7 @@ export function showError(el, err) {
 }
 
 /** A modal dialog (native <dialog>: focus trapping and Escape come with it). */
-function dialog(title, body, { onclose } = {}) {
+export function dialog(title, body, { onclose } = {}) {
   const d = h("dialog", { "aria-labelledby": "dialog-title" },
     h("div", { class: "dialog-head" },
       h("h2", { id: "dialog-title" }, title),
@@ -131,7 +132,7 @@ function dialog(title, body, { onclose } = {}) {
   return d;
 }
 
-function confirmDialog(title, message, action, danger = true) {
+export function confirmDialog(title, message, action, danger = true) {
   return new Promise((resolve) => {
     let confirmed = false;
     const d = dialog(title, h("div", {},
@@ -468,8 +469,8 @@ async function tokensView() {
   load();
 }
 
-function settingsTabs(current) {
-  const tabs = [["tokens", "API Tokens"]];
+export function settingsTabs(current) {
+  const tabs = [["tokens", "API Tokens"], ["webhooks", "Webhooks"]];
   if (me.role === "admin") tabs.push(["workspace", "Members & projects"], ["audit", "Audit log"]);
   return h("nav", { class: "tabs", "aria-label": "Settings" }, tabs.map(([key, label]) =>
     h("a", { href: `#/settings/${key}`, "aria-current": key === current ? "page" : null }, label)));
@@ -764,6 +765,7 @@ async function route() {
   const recording = path.match(/^\/recordings\/(\d+)$/);
   if (recording) return recordingView(recording[1]);
   if (path === "/settings/tokens" || path === "/settings") return tokensView();
+  if (path === "/settings/webhooks") return webhooksView();
   if (path === "/settings/audit") return auditView(params);
   if (path === "/settings/workspace") return workspaceView();
   if (path === "/live") return liveView();
