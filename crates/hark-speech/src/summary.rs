@@ -16,10 +16,19 @@ const STOP_WORDS: &[&str] = &[
     "which", "who", "will", "with", "would", "yes", "you", "your",
 ];
 
+/// Frequent words beside [`STOP_WORDS`] that say little about what a text is about.
+const COMMON_WORDS: &[&str] = &[
+    "about", "after", "also", "because", "been", "before", "being", "could", "does", "down",
+    "each", "from", "have", "here", "into", "just", "like", "more", "most", "much", "only",
+    "other", "over", "said", "same", "should", "some", "such", "than", "that", "their", "them",
+    "then", "there", "these", "they", "this", "those", "through", "very", "want", "well", "were",
+    "what", "when", "where", "which", "while", "will", "with", "would", "your",
+];
+
 /// At most `max_sentences` sentences of `text`, the most representative first-chosen and
 /// then put back in reading order. Short texts come back whole.
 pub fn summarize(text: &str, max_sentences: usize) -> String {
-    let sentences = split_sentences(text);
+    let sentences = sentences(text);
     if sentences.len() <= max_sentences {
         return sentences.join(" ");
     }
@@ -54,7 +63,8 @@ pub fn summarize(text: &str, max_sentences: usize) -> String {
         .join(" ")
 }
 
-fn split_sentences(text: &str) -> Vec<&str> {
+/// The sentences of `text`: split after `.`, `!` or `?` followed by a space or the end.
+pub fn sentences(text: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let mut start = 0;
     for (i, c) in text.char_indices() {
@@ -83,6 +93,22 @@ fn content_words(sentence: &str) -> Vec<String> {
         .map(str::to_lowercase)
         .filter(|w| w.chars().count() > 2 && !STOP_WORDS.contains(&w.as_str()))
         .collect()
+}
+
+/// The `n` most frequent content words of four or more letters (Fireflies' summary
+/// keywords); ties go to the word seen first.
+pub fn keywords(text: &str, n: usize) -> Vec<String> {
+    let mut counts: HashMap<String, (usize, usize)> = HashMap::new();
+    let words = content_words(text)
+        .into_iter()
+        .map(|w| w.trim_matches('\'').to_owned())
+        .filter(|w| w.chars().count() >= 4 && !COMMON_WORDS.contains(&w.as_str()));
+    for (position, word) in words.enumerate() {
+        counts.entry(word).or_insert((0, position)).0 += 1;
+    }
+    let mut ranked: Vec<(String, (usize, usize))> = counts.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.1.1.cmp(&b.1.1)));
+    ranked.into_iter().take(n).map(|(w, _)| w).collect()
 }
 
 /// Summaries from any OpenAI-compatible chat-completions server (a local LLM, say).
@@ -176,7 +202,7 @@ mod tests {
                     The release notes for version two need review. Sarah likes cats. \
                     Version two ships after the release review.";
         let summary = summarize(text, 2);
-        assert_eq!(split_sentences(&summary).len(), 2);
+        assert_eq!(sentences(&summary).len(), 2);
         assert!(summary.contains("version two"), "{summary}");
         assert!(
             !summary.contains("cats") && !summary.contains("Lunch"),
@@ -193,7 +219,7 @@ mod tests {
             "no punctuation at all"
         );
         assert_eq!(
-            split_sentences("It costs 3.5 dollars. Fine."),
+            sentences("It costs 3.5 dollars. Fine."),
             vec!["It costs 3.5 dollars.", "Fine."]
         );
     }

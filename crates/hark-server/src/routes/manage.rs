@@ -11,6 +11,7 @@ use hark_core::roles::Role;
 use hark_core::scopes::Scopes;
 use hark_core::tokens::TokenKind;
 use hark_store::StoreError;
+use hark_store::audit::Actor;
 use hark_store::projects::Project;
 use hark_store::users::User;
 use serde::{Deserialize, Serialize};
@@ -152,26 +153,41 @@ pub async fn change_role(
 ) -> Result<Json<MemberView>, ApiError> {
     principal.require_management()?;
     let role: Role = body.role.parse()?;
+    let actor = actor(&principal, &headers, Some(peer));
+    let member = set_member_role(&state, &principal, &actor, id, role).await?;
+    Ok(Json(MemberView::from(member)))
+}
+
+/// Gives a member of the caller's workspace `role`, as every API does it: the last admin
+/// cannot step down, the member's tokens are re-verified at once (this server drops its
+/// cached verifications now; others follow the change log), and it is audited. Rights are
+/// the caller's to check.
+pub(crate) async fn set_member_role(
+    state: &AppState,
+    principal: &Principal,
+    actor: &Actor,
+    id: i64,
+    role: Role,
+) -> Result<User, ApiError> {
     let users = state.store.users();
-    let member = member_here(&state, &principal, id).await?;
+    let member = member_here(state, principal, id).await?;
     if role != Role::Admin {
-        keep_an_admin(&state, &principal, &member, "step down").await?;
+        keep_an_admin(state, principal, &member, "step down").await?;
     }
     users.set_role(id, role).await?;
-    // This server drops its cached verifications now; others follow the change log.
     state.auth.poll_changes().await?;
     let details = format!("{} → {}", member.role.as_str(), role.as_str());
     state
         .store
         .audit()
         .record(
-            &actor(&principal, &headers, Some(peer)),
+            actor,
             "member.role_changed",
             &format!("user:{id}"),
             Some(&details),
         )
         .await?;
-    Ok(Json(MemberView::from(users.by_id(id).await?)))
+    Ok(users.by_id(id).await?)
 }
 
 #[utoipa::path(get, path = "/api/manage/projects", tag = "manage",

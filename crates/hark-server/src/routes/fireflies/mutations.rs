@@ -13,6 +13,7 @@ use super::schema::{
     AudioUploadInput, AudioUploadStatus, Caller, FfRole, TranscriptNode, UpdateMeetingTitleInput,
     UserNode,
 };
+use crate::routes::manage::set_member_role;
 use crate::routes::recordings::delete_owned;
 use crate::routes::uploads::{Audio, Submission, checked_url, submit};
 use crate::transcription::JobOptions;
@@ -130,45 +131,12 @@ impl Mutation {
             .trim()
             .parse()
             .map_err(|_| FfError::not_found("User"))?;
-        let users = caller.state.store.users();
-        let member = users
-            .by_id(id)
-            .await
-            .ok()
-            .filter(|u| u.workspace_id == caller.principal.workspace_id)
-            .ok_or_else(|| FfError::not_found("User"))?;
         let role = match role {
             FfRole::Admin => Role::Admin,
             FfRole::User => Role::Member,
         };
-        if member.role == Role::Admin && role != Role::Admin {
-            let admins = users
-                .list(caller.principal.workspace_id)
-                .await?
-                .iter()
-                .filter(|u| u.role == Role::Admin)
-                .count();
-            if admins <= 1 {
-                return Err(FfError::new(
-                    Code::AdminMustExist,
-                    "the last admin cannot step down; make someone else admin first",
-                ));
-            }
-        }
-        users.set_role(id, role).await?;
-        caller.state.auth.poll_changes().await?;
-        let details = format!("{} → {}", member.role.as_str(), role.as_str());
-        caller
-            .state
-            .store
-            .audit()
-            .record(
-                &caller.actor,
-                "member.role_changed",
-                &format!("user:{id}"),
-                Some(&details),
-            )
-            .await?;
-        Ok(Some(UserNode::new(users.by_id(id).await?)))
+        let member =
+            set_member_role(&caller.state, &caller.principal, &caller.actor, id, role).await?;
+        Ok(Some(UserNode::new(member)))
     }
 }

@@ -5,8 +5,6 @@
 //! `organizer_email`, `participants`) hark gives the username, and the `*_email` filters
 //! take usernames. hark does not tell speakers apart: every sentence is "Speaker 1".
 
-use std::collections::HashMap;
-
 use async_graphql::{
     Context, Enum, ID, InputObject, InputValueError, InputValueResult, Object, Scalar, ScalarType,
     SimpleObject, Value as GqlValue,
@@ -351,9 +349,9 @@ impl Summary {
         let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else {
             return Summary::default();
         };
-        let sentences = sentences(text);
+        let sentences = hark_speech::summary::sentences(text);
         let bullets: Vec<String> = sentences.iter().map(|s| format!("- {s}")).collect();
-        let keywords = keywords(text, 5);
+        let keywords = hark_speech::summary::keywords(text, 5);
         Summary {
             keywords: Some(keywords.clone()),
             overview: Some(text.to_owned()),
@@ -365,38 +363,6 @@ impl Summary {
             ..Summary::default()
         }
     }
-}
-
-fn sentences(text: &str) -> Vec<&str> {
-    text.split_inclusive(['.', '!', '?'])
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect()
-}
-
-/// Words too common to say what a text is about.
-const STOP_WORDS: &[&str] = &[
-    "about", "after", "also", "because", "been", "before", "being", "could", "does", "down",
-    "each", "from", "have", "here", "into", "just", "like", "more", "most", "much", "only",
-    "other", "over", "said", "same", "should", "some", "such", "than", "that", "their", "them",
-    "then", "there", "these", "they", "this", "those", "through", "very", "want", "well", "were",
-    "what", "when", "where", "which", "while", "will", "with", "would", "your",
-];
-
-/// The `n` most frequent words of four or more letters, outside [`STOP_WORDS`]; ties go
-/// to the word seen first.
-fn keywords(text: &str, n: usize) -> Vec<String> {
-    let mut counts: HashMap<String, (usize, usize)> = HashMap::new();
-    let words = text
-        .split(|c: char| !(c.is_alphanumeric() || c == '\''))
-        .map(|w| w.trim_matches('\'').to_lowercase())
-        .filter(|w| w.chars().count() >= 4 && !STOP_WORDS.contains(&w.as_str()));
-    for (position, word) in words.enumerate() {
-        counts.entry(word).or_insert((0, position)).0 += 1;
-    }
-    let mut ranked: Vec<(String, (usize, usize))> = counts.into_iter().collect();
-    ranked.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.1.1.cmp(&b.1.1)));
-    ranked.into_iter().take(n).map(|(w, _)| w).collect()
 }
 
 #[derive(SimpleObject)]
