@@ -157,6 +157,9 @@ fn spawn_background(state: AppState) -> tokio::task::JoinHandle<()> {
                     if let Err(e) = state.store.sessions().delete_expired().await {
                         tracing::warn!(error = %e, "expired session sweep failed");
                     }
+                    if let Err(e) = state.store.webhooks().prune_finished(webhooks::KEEP_DELIVERIES).await {
+                        tracing::warn!(error = %e, "webhook delivery sweep failed");
+                    }
                 }
             }
         }

@@ -1,6 +1,6 @@
 //! Requests hark makes to URLs its users gave it: audio to fetch, webhooks to call.
 //!
-//! Every such URL is an SSRF risk, so one client with one guard serves both. The guard
+//! Every such URL is an SSRF risk, so one guard serves both. The guard
 //! refuses loopback, private, link-local, shared, multicast and metadata addresses *after*
 //! name resolution, in the resolver reqwest connects through — the connection goes to the
 //! very address that was checked, so a name that resolves differently the second time
@@ -40,10 +40,14 @@ pub enum OutboundError {
     Storage(#[from] hark_store::StoreError),
 }
 
-/// The guarded HTTP client; cheap to clone.
+/// The guarded HTTP clients; cheap to clone.
 #[derive(Clone)]
 pub struct Outbound {
-    client: reqwest::Client,
+    /// Fetches follow redirects, each checked by the guard.
+    fetching: reqwest::Client,
+    /// Deliveries follow none: a redirect would carry the signed body and the receiver's
+    /// headers to wherever the receiver points.
+    delivering: reqwest::Client,
     allow_private: bool,
 }
 
@@ -51,8 +55,6 @@ pub struct Outbound {
 pub struct Fetched {
     pub writer: BlobWriter,
     pub content_type: &'static str,
-    /// The last path segment of the final URL, as a file name.
-    pub filename: String,
 }
 
 /// What a receiver answered.
@@ -60,27 +62,36 @@ pub struct Answer {
     pub status: u16,
 }
 
+/// A client whose every connection goes through the guard.
+fn guarded_client(
+    allow_private: bool,
+    redirects: redirect::Policy,
+) -> Result<reqwest::Client, OutboundError> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .dns_resolver(GuardedResolver { allow_private })
+        .redirect(redirects)
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(Duration::from_secs(30))
+        .user_agent(concat!("hark/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| OutboundError::Failed(format!("the HTTP client cannot start: {e}")))
+}
+
 impl Outbound {
     pub fn new(allow_private: bool) -> Result<Self, OutboundError> {
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .dns_resolver(GuardedResolver { allow_private })
-            .redirect(redirect::Policy::custom(move |attempt| {
-                if attempt.previous().len() >= MAX_REDIRECTS {
-                    return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
-                }
-                match check(attempt.url(), allow_private) {
-                    Ok(()) => attempt.follow(),
-                    Err(reason) => attempt.error(reason),
-                }
-            }))
-            .connect_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(30))
-            .user_agent(concat!("hark/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| OutboundError::Failed(format!("the HTTP client cannot start: {e}")))?;
+        let checked_redirects = redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() >= MAX_REDIRECTS {
+                return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
+            }
+            match check(attempt.url(), allow_private) {
+                Ok(()) => attempt.follow(),
+                Err(reason) => attempt.error(reason),
+            }
+        });
         Ok(Outbound {
-            client,
+            fetching: guarded_client(allow_private, checked_redirects)?,
+            delivering: guarded_client(allow_private, redirect::Policy::none())?,
             allow_private,
         })
     }
@@ -125,24 +136,30 @@ impl Outbound {
         url: Url,
         limit: u64,
     ) -> Result<Fetched, OutboundError> {
-        let response = self.client.get(url).send().await.map_err(describe)?;
+        let response = self.fetching.get(url).send().await.map_err(describe)?;
         let status = response.status();
         if !status.is_success() {
-            return Err(OutboundError::Failed(format!(
-                "the server answered HTTP {}",
-                status.as_u16()
-            )));
+            let reason = if status.is_redirection() {
+                format!(
+                    "the server answered HTTP {} with a redirect hark does not follow",
+                    status.as_u16()
+                )
+            } else {
+                format!("the server answered HTTP {}", status.as_u16())
+            };
+            // A redirect left unfollowed, or a client error other than a timeout or rate
+            // limit, will not mend by retrying.
+            let lasting = status.is_redirection()
+                || (status.is_client_error() && !matches!(status.as_u16(), 408 | 429));
+            return Err(if lasting {
+                OutboundError::Unacceptable(reason)
+            } else {
+                OutboundError::Failed(reason)
+            });
         }
         if response.content_length().is_some_and(|n| n > limit) {
             return Err(too_large(limit));
         }
-        let filename = response
-            .url()
-            .path_segments()
-            .and_then(|mut segments| segments.next_back().map(str::to_owned))
-            .filter(|name| !name.is_empty())
-            .map(|name| percent_decoded(&name))
-            .unwrap_or_else(|| "download".to_owned());
         let mut writer = blobs.writer().await?;
         let mut head = Vec::with_capacity(SNIFF_BYTES);
         let mut body = response.bytes_stream();
@@ -175,7 +192,6 @@ impl Outbound {
             Ok(content_type) => Ok(Fetched {
                 writer,
                 content_type,
-                filename: filename.chars().take(255).collect(),
             }),
             Err(e) => {
                 writer.abort().await;
@@ -184,8 +200,8 @@ impl Outbound {
         }
     }
 
-    /// Sends one webhook request; any answer is returned, only failures to get one are
-    /// errors.
+    /// Sends one webhook request; any answer is returned (a redirect too: it counts as a
+    /// failed delivery), only failures to get one are errors.
     pub async fn deliver(
         &self,
         url: &str,
@@ -197,7 +213,11 @@ impl Outbound {
         let url = self.parse(url)?;
         let method = reqwest::Method::from_bytes(method.as_bytes())
             .map_err(|_| OutboundError::Refused(format!("{method:?} is not an HTTP method")))?;
-        let mut request = self.client.request(method, url).timeout(timeout).body(body);
+        let mut request = self
+            .delivering
+            .request(method, url)
+            .timeout(timeout)
+            .body(body);
         for (name, value) in headers {
             request = request.header(name.as_str(), value.as_str());
         }
@@ -210,12 +230,6 @@ impl Outbound {
 
 fn too_large(limit: u64) -> OutboundError {
     OutboundError::Unacceptable(format!("the file is larger than the {limit}-byte limit"))
-}
-
-fn percent_decoded(segment: &str) -> String {
-    percent_encoding::percent_decode_str(segment)
-        .decode_utf8_lossy()
-        .into_owned()
 }
 
 /// A readable reason for a failed request, without the URL (it may carry secrets).
@@ -240,7 +254,8 @@ fn describe(e: reqwest::Error) -> OutboundError {
         reason.push_str(": ");
         reason.push_str(&cause);
     }
-    if reason.contains("refused by hark") {
+    // A refused redirect (the guard's, or too many) and a refused name stay refused.
+    if e.is_redirect() || reason.contains("refused by hark") {
         OutboundError::Refused(reason)
     } else {
         OutboundError::Failed(reason)
@@ -405,5 +420,52 @@ mod tests {
         let open = Outbound::new(true).unwrap();
         assert!(open.parse("http://127.0.0.1:9/a.wav").is_ok());
         assert!(open.parse("file:///etc/passwd").is_err());
+    }
+
+    #[tokio::test]
+    async fn redirects_are_checked_and_bounded_and_deliveries_follow_none() {
+        use axum::Router;
+        use axum::response::Redirect;
+        use axum::routing::{any, get};
+        let app = Router::new()
+            .route(
+                "/to-file",
+                get(|| async { Redirect::temporary("file:///etc/passwd") }),
+            )
+            .route("/loop", any(|| async { Redirect::temporary("/loop") }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        // Loopback is allowed here only so the test can serve the redirects itself.
+        let guard = Outbound::new(true).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = BlobStore::local(dir.path()).unwrap();
+        for (path, says) in [
+            ("/to-file", "redirect hark does not follow"),
+            ("/loop", "redirects"),
+        ] {
+            let url = format!("{base}{path}");
+            let outcome = guard
+                .fetch_audio(&blobs, &url, 1024, Duration::from_secs(10))
+                .await;
+            match outcome {
+                Err(OutboundError::Refused(reason) | OutboundError::Unacceptable(reason)) => {
+                    assert!(reason.contains(says), "{reason}")
+                }
+                Err(other) => panic!("{path}: {other}"),
+                Ok(_) => panic!("{path}: fetched"),
+            }
+        }
+        let answer = guard
+            .deliver(
+                &format!("{base}/loop"),
+                "POST",
+                &[],
+                Vec::new(),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 307);
     }
 }

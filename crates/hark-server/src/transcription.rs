@@ -268,11 +268,19 @@ async fn process(state: &AppState, worker: &str, job: Job) {
             return;
         }
     };
+    // The lease is kept alive from here on: fetching a URL can take minutes too.
+    let progress = Arc::new(AtomicU64::new(0f64.to_bits()));
+    let _heartbeat = Heartbeat(spawn_heartbeat(
+        state.clone(),
+        worker.to_owned(),
+        job.id,
+        progress.clone(),
+    ));
     let blob_key = if recording.blob_key.is_empty() {
         match fetch_source(state, &recording).await {
             Ok(key) => key,
-            Err(OutboundError::Failed(reason)) => {
-                let reason = format!("the audio could not be fetched: {reason}");
+            Err(e @ (OutboundError::Failed(_) | OutboundError::Storage(_))) => {
+                let reason = format!("the audio could not be fetched: {e}");
                 return retry_or_fail(state, worker, &job, &reason).await;
             }
             Err(e) => {
@@ -293,10 +301,7 @@ async fn process(state: &AppState, worker: &str, job: Job) {
         word_timestamps: true,
         ..serde_json::from_str(&job.options).unwrap_or_default()
     };
-    let progress = Arc::new(AtomicU64::new(0f64.to_bits()));
-    let heartbeat = spawn_heartbeat(state.clone(), worker.to_owned(), job.id, progress.clone());
     let result = state.pipeline.transcribe(path, &options, progress).await;
-    heartbeat.abort();
     let outcome = match result {
         Ok(transcript) => transcript,
         Err(SpeechError::Audio(reason)) => {
@@ -401,6 +406,15 @@ async fn retry_or_fail(state: &AppState, worker: &str, job: &Job, reason: &str) 
     }
     if let Err(e) = state.store.jobs().release(job, worker, reason).await {
         tracing::error!(job = job.id, error = %e, "could not record the failure");
+    }
+}
+
+/// Stops a job's heartbeat when the worker is done with the job, whichever way.
+struct Heartbeat(tokio::task::JoinHandle<()>);
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -18,11 +18,8 @@ const STOP_WORDS: &[&str] = &[
 
 /// Frequent words beside [`STOP_WORDS`] that say little about what a text is about.
 const COMMON_WORDS: &[&str] = &[
-    "about", "after", "also", "because", "been", "before", "being", "could", "does", "down",
-    "each", "from", "have", "here", "into", "just", "like", "more", "most", "much", "only",
-    "other", "over", "said", "same", "should", "some", "such", "than", "that", "their", "them",
-    "then", "there", "these", "they", "this", "those", "through", "very", "want", "well", "were",
-    "what", "when", "where", "which", "while", "will", "with", "would", "your",
+    "because", "being", "down", "each", "like", "most", "much", "only", "other", "said", "same",
+    "should", "such", "those", "through", "want", "where", "while",
 ];
 
 /// At most `max_sentences` sentences of `text`, the most representative first-chosen and

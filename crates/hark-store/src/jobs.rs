@@ -122,8 +122,9 @@ impl Jobs<'_> {
         let mut tx = self.db.begin().await?;
         let recording = crate::recordings::insert(&mut tx, new).await?;
         let row: JobRow = sqlx::query_as(sql!(
-            "INSERT INTO jobs (recording_id, status, max_attempts, options, created_at, updated_at)
-             VALUES ($1, 'queued', $2, $3, $4, $4) RETURNING {COLUMNS}"
+            "INSERT INTO jobs (recording_id, status, max_attempts, options, created_at, updated_at,
+                 notified)
+             VALUES ($1, 'queued', $2, $3, $4, $4, FALSE) RETURNING {COLUMNS}"
         ))
         .bind(recording.id)
         .bind(max_attempts)
@@ -309,9 +310,25 @@ impl Jobs<'_> {
         .bind(now)
         .fetch_all(self.db)
         .await?;
+        let mut failed = Vec::new();
         for (id, recording_id) in &rows {
             let mut tx = self.db.begin().await?;
             let reason = "transcription did not finish after repeated attempts";
+            // The same test again: another worker may have closed (or a late heartbeat
+            // revived) the job since it was read.
+            let closed = sqlx::query(
+                "UPDATE jobs SET status = 'failed', error = $1, updated_at = $2
+                 WHERE id = $3 AND attempts >= max_attempts
+                   AND (status = 'queued' OR (status = 'running' AND lease_expires_at < $2))",
+            )
+            .bind(reason)
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            if closed.rows_affected() == 0 {
+                continue;
+            }
             set_recording_status(
                 &mut tx,
                 *recording_id,
@@ -319,17 +336,10 @@ impl Jobs<'_> {
                 Some(reason),
             )
             .await?;
-            sqlx::query(
-                "UPDATE jobs SET status = 'failed', error = $1, updated_at = $2 WHERE id = $3",
-            )
-            .bind(reason)
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
             tx.commit().await?;
+            failed.push(*id);
         }
-        Ok(rows.into_iter().map(|(id, _)| id).collect())
+        Ok(failed)
     }
 
     /// Jobs of `owner`'s recordings created before `created_before` (all when `None`),
@@ -362,6 +372,19 @@ impl Jobs<'_> {
         .fetch_all(self.db)
         .await?;
         rows.into_iter().map(ListedJob::try_from).collect()
+    }
+}
+
+impl Jobs<'_> {
+    /// Finished jobs whose deliveries were never queued (the server stopped in between).
+    pub async fn unannounced(&self, limit: i64) -> Result<Vec<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE notified = FALSE AND status IN ('done', 'failed')
+             ORDER BY id LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(self.db)
+        .await?)
     }
 }
 

@@ -288,7 +288,9 @@ impl Recordings<'_> {
         row.into_recording(tags)
     }
 
-    /// Records the audio a worker fetched for a recording submitted as a URL.
+    /// Records the audio a worker fetched for a recording submitted as a URL — unless it
+    /// has audio already (another worker's fetch won): then `NotFound`, and the caller
+    /// drops its copy.
     pub async fn attach_audio(
         &self,
         id: i64,
@@ -298,7 +300,7 @@ impl Recordings<'_> {
     ) -> Result<()> {
         let updated = sqlx::query(
             "UPDATE recordings SET blob_key = $1, mime_type = $2, size_bytes = $3, updated_at = $4
-             WHERE id = $5",
+             WHERE id = $5 AND blob_key = ''",
         )
         .bind(blob_key)
         .bind(mime_type)
@@ -329,15 +331,22 @@ impl Recordings<'_> {
         }
     }
 
-    /// Removes the row (its tag links go with it) and returns it so the caller can delete
-    /// the audio blob.
+    /// Removes the row (its tag links and webhook deliveries go with it) and returns it so
+    /// the caller can delete the audio blob.
     pub async fn delete(&self, user_id: i64, id: i64) -> Result<Recording> {
         let recording = self.get(user_id, id).await?;
+        let mut tx = self.db.begin().await?;
         sqlx::query("DELETE FROM recordings WHERE id = $1 AND user_id = $2")
             .bind(id)
             .bind(user_id)
-            .execute(self.db)
+            .execute(&mut *tx)
             .await?;
+        // Deliveries carry the recording's title and transcript: they go with it.
+        sqlx::query("DELETE FROM webhook_deliveries WHERE recording_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(recording)
     }
 

@@ -1,8 +1,9 @@
 //! Webhooks: the endpoints users registered, the secret that signs their per-job
 //! callbacks, and the queue of deliveries owed to receivers.
 //!
-//! A delivery is rendered once (URL, method, headers, body) and stored before anything is
-//! sent, so a crash loses nothing and every retry sends the same bytes. Claiming pushes the
+//! A delivery is rendered once (URL, method, headers, body) and stored, in the transaction
+//! that marks its job announced, before anything is sent: a crash loses nothing, no job is
+//! announced twice, and every retry sends the same bytes. Claiming pushes the
 //! next attempt past a lease, so several servers can share the queue without sending a
 //! delivery twice at once.
 
@@ -276,10 +277,19 @@ impl Webhooks<'_> {
         Ok(at.map(from_millis))
     }
 
-    /// Queues deliveries, due at once.
-    pub async fn enqueue(&self, deliveries: &[NewDelivery]) -> Result<()> {
+    /// Marks job `job_id` announced and queues what it owes, due at once, in one
+    /// transaction: false (and nothing queued) when it was announced already.
+    pub async fn announce_job(&self, job_id: i64, deliveries: &[NewDelivery]) -> Result<bool> {
         let now = now_millis();
         let mut tx = self.db.begin().await?;
+        let first =
+            sqlx::query("UPDATE jobs SET notified = TRUE WHERE id = $1 AND notified = FALSE")
+                .bind(job_id)
+                .execute(&mut *tx)
+                .await?;
+        if first.rows_affected() == 0 {
+            return Ok(false);
+        }
         for d in deliveries {
             let headers = serde_json::to_string(&d.headers).map_err(StoreError::corrupt)?;
             sqlx::query(
@@ -301,7 +311,19 @@ impl Webhooks<'_> {
             .await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(true)
+    }
+
+    /// Forgets finished deliveries (their bodies hold transcripts) older than `age`.
+    pub async fn prune_finished(&self, age: Duration) -> Result<u64> {
+        let before = now_millis() - age.whole_milliseconds() as i64;
+        let pruned = sqlx::query(
+            "DELETE FROM webhook_deliveries WHERE status <> 'pending' AND created_at < $1",
+        )
+        .bind(before)
+        .execute(self.db)
+        .await?;
+        Ok(pruned.rows_affected())
     }
 
     /// Takes up to `limit` due deliveries, each for `lease` (a sender that dies leaves it
@@ -369,7 +391,8 @@ impl Webhooks<'_> {
         let now = now_millis();
         sqlx::query(
             "UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1,
-                 last_status = $1, last_error = NULL, delivered_at = $2 WHERE id = $3",
+                 last_status = $1, last_error = NULL, delivered_at = $2
+             WHERE id = $3 AND status = 'pending'",
         )
         .bind(i64::from(status))
         .bind(now)
@@ -390,7 +413,8 @@ impl Webhooks<'_> {
         let next = retry_at.map(to_millis).unwrap_or_else(now_millis);
         sqlx::query(
             "UPDATE webhook_deliveries SET attempts = attempts + 1, last_status = $1,
-                 last_error = $2, next_attempt_at = $3, status = $4 WHERE id = $5",
+                 last_error = $2, next_attempt_at = $3, status = $4
+             WHERE id = $5 AND status = 'pending'",
         )
         .bind(status.map(i64::from))
         .bind(error)
@@ -433,6 +457,8 @@ mod tests {
     use crate::testing::temp_store;
     use hark_core::roles::Role;
 
+    use crate::recordings::NewRecording;
+
     fn delivery(user_id: i64, webhook_id: Option<i64>) -> NewDelivery {
         NewDelivery {
             user_id,
@@ -466,10 +492,32 @@ mod tests {
             })
             .await
             .unwrap();
-        hooks
-            .enqueue(&[delivery(user.id, Some(hook.id)), delivery(user.id, None)])
+        let (_, job) = store
+            .jobs()
+            .submit(
+                &NewRecording {
+                    user_id: user.id,
+                    project_id: crate::DEFAULT_PROJECT_ID,
+                    title: "t".into(),
+                    original_filename: "t.wav".into(),
+                    mime_type: "audio/wav".into(),
+                    size_bytes: 1,
+                    blob_key: "recordings/t".into(),
+                    language: None,
+                    submitted_by_key: None,
+                    source_url: None,
+                },
+                "{}",
+                3,
+            )
             .await
             .unwrap();
+        let owed = [delivery(user.id, Some(hook.id)), delivery(user.id, None)];
+        assert!(hooks.announce_job(job.id, &owed).await.unwrap());
+        assert!(
+            !hooks.announce_job(job.id, &owed).await.unwrap(),
+            "a job is announced once"
+        );
         let claimed = hooks.claim_due(Duration::minutes(1), 10).await.unwrap();
         assert_eq!(claimed.len(), 2);
         assert_eq!(claimed[0].secret.as_deref(), Some("hook-secret"));
@@ -515,6 +563,7 @@ mod tests {
 
         hooks.delete(user.id, hook.id).await.unwrap();
         assert!(hooks.list(user.id).await.unwrap().is_empty());
+        assert_eq!(hooks.prune_finished(Duration::ZERO).await.unwrap(), 1);
         assert!(matches!(
             hooks.delete(user.id, hook.id).await,
             Err(StoreError::NotFound)

@@ -77,7 +77,7 @@ async fn fireflies_operations_through_the_gql_client() {
     let ada = server.user_with_token("ada", "member");
     server.create_user("bob", "member");
     server.create_user("vic", "viewer");
-    let (_, users) = query(&server, &ada, "{ users { user_id name } }").await;
+    let (_, users) = query(&server, &root, "{ users { user_id name } }").await;
     let id_of = |name: &str| {
         users["data"]["users"]
             .as_array()
@@ -127,7 +127,8 @@ async fn fireflies_operations_through_the_gql_client() {
     assert_eq!(me["num_transcripts"], 1);
     assert_eq!(me["minutes_consumed"], 0, "7.5 s rounds to 0 minutes");
     let users = answers[1]["data"]["users"].as_array().unwrap();
-    assert_eq!(users.len(), 4, "the whole workspace");
+    assert_eq!(users.len(), 1, "a member sees only themselves");
+    assert_eq!(users[0]["name"], "ada");
     let listed = answers[2]["data"]["transcripts"].as_array().unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["id"], ids);
@@ -229,8 +230,27 @@ async fn fireflies_operations_through_the_gql_client() {
         json!([]),
         "mine by default"
     );
-    assert_eq!(answers[4]["data"]["setUserRole"]["is_admin"], true);
-    assert_eq!(answers[5]["data"]["setUserRole"]["is_admin"], false);
+    // Not with a personal token, even an admin's: only the admin's web session.
+    assert_eq!(error_code(&answers[4]), "require_elevated_privilege");
+    let session = server.login("root").await;
+    for (role, admin) in [("admin", true), ("user", false)] {
+        let res = server
+            .post_json_as_session(
+                "/graphql",
+                &session,
+                json!({"query": "mutation($u: String!, $r: Role!) { setUserRole(user_id: $u, role: $r) { is_admin } }",
+                       "variables": {"u": bob_id, "r": role}}),
+            )
+            .await;
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["data"]["setUserRole"]["is_admin"], admin, "{body}");
+    }
+    let users = gql_client(&server, &root, json!([["users", {}]])).await;
+    assert_eq!(
+        users[0]["data"]["users"].as_array().unwrap().len(),
+        4,
+        "an admin sees the workspace"
+    );
     assert_eq!(
         answers[6]["data"]["uploadAudio"],
         json!({"success": true, "title": "Fetched",

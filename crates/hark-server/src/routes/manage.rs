@@ -88,7 +88,11 @@ pub struct CreateProject {
 }
 
 /// A member of the caller's workspace (others' are as good as missing).
-async fn member_here(state: &AppState, principal: &Principal, id: i64) -> Result<User, ApiError> {
+pub(crate) async fn member_here(
+    state: &AppState,
+    principal: &Principal,
+    id: i64,
+) -> Result<User, ApiError> {
     let member = state.store.users().by_id(id).await.map_err(|e| match e {
         StoreError::NotFound => ApiError::NotFound("member"),
         other => other.into(),

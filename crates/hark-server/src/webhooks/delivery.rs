@@ -57,6 +57,7 @@ pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
                 }
             };
             if claimed.is_empty() {
+                announce_missed(&state).await;
                 tokio::select! {
                     () = state.webhooks.wake.notified() => {}
                     () = tokio::time::sleep(POLL) => {}
@@ -66,6 +67,19 @@ pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
             futures_util::future::join_all(claimed.into_iter().map(|due| send(&state, due))).await;
         }
     })
+}
+
+/// Announces finished jobs whose deliveries were never queued (the server stopped between
+/// closing the job and queueing them).
+async fn announce_missed(state: &AppState) {
+    match state.store.jobs().unannounced(BATCH).await {
+        Ok(jobs) => {
+            for job in jobs {
+                super::job_ended(state, job).await;
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not look for unannounced jobs"),
+    }
 }
 
 /// The hex HMAC-SHA256 of `body` under `secret`, as the signature headers carry it.

@@ -4,7 +4,8 @@
 //! `uploadAudio.input.webhook`, Speechmatics' `notification_config`), spoken in the dialect
 //! that took the job, and the owner's registered webhooks (`/api/webhooks`), which get
 //! hark's own JSON. When a job ends every request it owes is rendered and stored in one go
-//! ([`job_ended`]); [`delivery`] sends them, signed, retrying with backoff.
+//! ([`job_ended`], in the transaction that marks the job announced); [`delivery`] sends
+//! them, signed, retrying with backoff, and announces jobs a stopped server left unannounced.
 
 pub mod delivery;
 
@@ -22,6 +23,8 @@ pub const COMPLETED: &str = "transcription.completed";
 pub const FAILED: &str = "transcription.failed";
 /// Every event a webhook can be sent.
 pub const EVENTS: [&str; 2] = [COMPLETED, FAILED];
+/// How long finished deliveries stay listed (their bodies hold transcripts).
+pub const KEEP_DELIVERIES: time::Duration = time::Duration::days(30);
 
 /// Where to report one job's end, and how.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -130,8 +133,9 @@ fn hark_event(url: &str, event: &str, job: &Job, recording: &Recording) -> Rende
 }
 
 /// Stores every request the end of job `job_id` owes (its callback, the owner's webhooks
-/// for the event) and wakes the sender. Failing to queue is logged, never fatal: the
-/// transcript is already safe.
+/// for the event) and wakes the sender — once per job, however often it is called. Failing
+/// to queue is logged, never fatal: the transcript is safe, and the sender's sweep of
+/// unannounced jobs tries again.
 pub async fn job_ended(state: &AppState, job_id: i64) {
     if let Err(e) = queue_for(state, job_id).await {
         tracing::error!(job = job_id, error = %e, "could not queue the job's webhooks");
@@ -144,7 +148,11 @@ async fn queue_for(state: &AppState, job_id: i64) -> Result<(), hark_store::Stor
     let event = match recording.status {
         RecordingStatus::Completed => COMPLETED,
         RecordingStatus::Failed => FAILED,
-        _ => return Ok(()),
+        // Not finished after all: nothing to say (and nothing for the sweep to find again).
+        _ => {
+            state.store.webhooks().announce_job(job_id, &[]).await?;
+            return Ok(());
+        }
     };
     let options: JobOptions = serde_json::from_str(&job.options).unwrap_or_default();
     let mut owed = Vec::new();
@@ -184,8 +192,7 @@ async fn queue_for(state: &AppState, job_id: i64) -> Result<(), hark_store::Stor
             owed.push(new_delivery(&recording, Some(hook.id), event, rendered));
         }
     }
-    if !owed.is_empty() {
-        state.store.webhooks().enqueue(&owed).await?;
+    if state.store.webhooks().announce_job(job_id, &owed).await? && !owed.is_empty() {
         state.webhooks.wake();
     }
     Ok(())

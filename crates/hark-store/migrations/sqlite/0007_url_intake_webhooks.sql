@@ -48,3 +48,10 @@ CREATE TABLE webhook_deliveries (
 );
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at);
 CREATE INDEX webhook_deliveries_user ON webhook_deliveries (user_id, created_at DESC);
+
+-- Whether a finished job's deliveries were queued. Set in the same transaction that queues
+-- them, so a job is announced exactly once; a sweep finds finished jobs still FALSE (the
+-- server stopped between closing the job and queueing), so none is missed. Jobs from
+-- before webhooks count as announced.
+ALTER TABLE jobs ADD COLUMN notified BOOLEAN NOT NULL DEFAULT TRUE;
+CREATE INDEX jobs_unnotified ON jobs (id) WHERE notified = FALSE;

@@ -112,7 +112,9 @@ impl Mutation {
         Ok(Some(TranscriptNode::new(renamed, found.owner)))
     }
 
-    /// Admins only: `admin` makes a member an admin, `user` a plain member. As the
+    /// An admin's web session only: `admin` makes a member an admin, `user` a plain
+    /// member. Personal tokens never change who runs the workspace — not even an admin's,
+    /// so a leaked script token cannot (hark's rule for the management API too). As the
     /// management API does it: the last admin cannot step down, the member's tokens are
     /// re-verified at once (on every server, through the change log), and it is audited.
     async fn set_user_role(
@@ -126,7 +128,12 @@ impl Mutation {
         if !caller.is_admin() {
             return Err(FfError::elevated("only admins can change roles"));
         }
-        caller.principal.refuse_retiring()?;
+        if caller.principal.require_management().is_err() {
+            return Err(FfError::elevated(
+                "changing roles takes an admin's web session (or the management API): \
+                 personal tokens cannot",
+            ));
+        }
         let id: i64 = user_id
             .trim()
             .parse()

@@ -14,8 +14,10 @@ use hark_store::recordings::{KeywordScope, RecordingSearch};
 use hark_store::users::User;
 use time::{Duration, OffsetDateTime};
 
-use super::errors::{Code, FfError};
+use super::errors::FfError;
 use super::schema::{Caller, DateTime, TranscriptNode, TranscriptsQueryScope, UserNode};
+use crate::error::ApiError;
+use crate::routes::manage::member_here;
 
 /// Most transcripts one `transcripts` query returns, and how far it may page.
 pub const MAX_LIMIT: i32 = 50;
@@ -39,19 +41,26 @@ impl Query {
             None => caller.principal.user_id,
             Some(text) => text.parse().map_err(|_| FfError::not_found("User"))?,
         };
-        Ok(Some(UserNode::new(member(caller, id).await?)))
+        // Who else belongs, and how much they transcribe, is for admins (as the REST
+        // member list is): anyone else sees only themselves.
+        if id != caller.principal.user_id && !caller.is_admin() {
+            return Err(FfError::not_found("User"));
+        }
+        Ok(Some(UserNode::new(
+            member_here(&caller.state, &caller.principal, id).await?,
+        )))
     }
 
-    /// Everyone in the caller's workspace.
+    /// Everyone in the caller's workspace, for admins; the caller alone for anyone else.
     async fn users(&self, ctx: &Context<'_>) -> Result<Option<Vec<UserNode>>, FfError> {
         let caller = Caller::get(ctx);
         caller.principal.require(Scope::Read)?;
-        let users = caller
-            .state
-            .store
-            .users()
-            .list(caller.principal.workspace_id)
-            .await?;
+        let users = caller.state.store.users();
+        let users = if caller.is_admin() {
+            users.list(caller.principal.workspace_id).await?
+        } else {
+            vec![users.by_id(caller.principal.user_id).await?]
+        };
         Ok(Some(users.into_iter().map(UserNode::new).collect()))
     }
 
@@ -177,19 +186,10 @@ fn utc_day(ms: f64) -> Result<(OffsetDateTime, OffsetDateTime), FfError> {
     if !ms.is_finite() {
         return Err(bad());
     }
-    let at =
-        OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000).map_err(|_| bad())?;
+    let nanos = (ms as i128).checked_mul(1_000_000).ok_or_else(bad)?;
+    let at = OffsetDateTime::from_unix_timestamp_nanos(nanos).map_err(|_| bad())?;
     let start = at.date().midnight().assume_utc();
     Ok((start, start + Duration::days(1) - Duration::milliseconds(1)))
-}
-
-/// A member of the caller's workspace, else `object_not_found`.
-async fn member(caller: &Caller, id: i64) -> Result<User, FfError> {
-    match caller.state.store.users().by_id(id).await {
-        Ok(user) if user.workspace_id == caller.principal.workspace_id => Ok(user),
-        Ok(_) | Err(StoreError::NotFound) => Err(FfError::not_found("User")),
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// A recording the caller may see, with its owner: their own, or any in their workspace
@@ -205,11 +205,11 @@ pub async fn visible(caller: &Caller, id: &str) -> Result<TranscriptNode, FfErro
     if recording.user_id != caller.principal.user_id && !caller.is_admin() {
         return Err(missing());
     }
-    let owner = member(caller, recording.user_id)
+    let owner = member_here(&caller.state, &caller.principal, recording.user_id)
         .await
-        .map_err(|e| match e.code {
-            Code::ObjectNotFound => missing(),
-            _ => e,
+        .map_err(|e| match e {
+            ApiError::NotFound(_) => missing(),
+            other => other.into(),
         })?;
     Ok(TranscriptNode::new(recording, owner))
 }
@@ -275,10 +275,10 @@ async fn owners(caller: &Caller, selector: Selector) -> Result<BTreeMap<i64, Use
     let mut found = BTreeMap::new();
     match selector {
         Selector::Mine => {
-            found.insert(me, member(caller, me).await?);
+            found.insert(me, member_here(&caller.state, &caller.principal, me).await?);
         }
         Selector::Everyone if !caller.is_admin() => {
-            found.insert(me, member(caller, me).await?);
+            found.insert(me, member_here(&caller.state, &caller.principal, me).await?);
         }
         Selector::Everyone => {
             for user in users.list(caller.principal.workspace_id).await? {
@@ -293,7 +293,7 @@ async fn owners(caller: &Caller, selector: Selector) -> Result<BTreeMap<i64, Use
             if id != me && !caller.is_admin() {
                 return Err(refuse());
             }
-            found.insert(id, member(caller, id).await?);
+            found.insert(id, member_here(&caller.state, &caller.principal, id).await?);
         }
         Selector::Named(names) => {
             for name in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {

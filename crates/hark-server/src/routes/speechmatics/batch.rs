@@ -32,6 +32,7 @@ pub use super::batch_notify::notification;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiPath};
 use crate::routes::batch::visible_recording;
+use crate::routes::recordings::delete_owned;
 use crate::routes::tokens::actor;
 use crate::routes::uploads::{Audio, Submission, checked_url, read_text_field, receive_audio};
 use crate::state::AppState;
@@ -376,31 +377,14 @@ pub async fn delete_job(
         &recording.original_filename,
         recording.duration_seconds,
     );
-    // The recording goes, its job with it (cascade); then its audio.
-    let deleted = state
-        .store
-        .recordings()
-        .delete(recording.user_id, recording.id)
+    // The recording goes, its job with it (cascade), then its audio, as every API deletes.
+    let actor = actor(&principal, &headers, Some(peer));
+    delete_owned(&state, recording.user_id, recording.id, &actor)
         .await
         .map_err(|e| match e {
-            StoreError::NotFound => ApiError::NotFound("job"),
-            other => other.into(),
+            ApiError::NotFound(_) => ApiError::NotFound("job"),
+            other => other,
         })?;
-    if !deleted.blob_key.is_empty()
-        && let Err(e) = state.blobs.delete(&deleted.blob_key).await
-    {
-        tracing::warn!(recording = deleted.id, error = %e, "audio file could not be removed");
-    }
-    state
-        .store
-        .audit()
-        .record(
-            &actor(&principal, &headers, Some(peer)),
-            "recording.deleted",
-            &format!("recording:{}", deleted.id),
-            None,
-        )
-        .await?;
     view.status = "deleted";
     Ok(json_reply(StatusCode::OK, &JobEnvelope { job: view }))
 }

@@ -75,9 +75,30 @@ pub fn details(job: &Job, data_name: &str, duration: Option<f64>) -> JobDetails 
         created_at: timestamp(job.created_at),
         data_name: data_name.to_owned(),
         duration: duration.map_or(0, |d| d.max(0.0).ceil() as u64),
-        config: options_of(job).client_config,
+        config: options_of(job).client_config.map(redacted),
         errors,
     }
+}
+
+/// The submitted config with the values of `notification_config`'s `auth_headers` hidden:
+/// they are the receiver's credentials, and every key of the project reads this config.
+fn redacted(mut config: Value) -> Value {
+    let hide = |entry: &mut Value| {
+        if let Some(headers) = entry.get_mut("auth_headers").and_then(Value::as_array_mut) {
+            for header in headers {
+                if let Some(line) = header.as_str() {
+                    let name = line.split_once(':').map_or(line, |(name, _)| name);
+                    *header = Value::String(format!("{name}: [redacted]"));
+                }
+            }
+        }
+    };
+    match config.get_mut("notification_config") {
+        Some(Value::Array(entries)) => entries.iter_mut().for_each(hide),
+        Some(entry @ Value::Object(_)) => hide(entry),
+        _ => {}
+    }
+    config
 }
 
 /// The json-v2 transcript of a finished job.
