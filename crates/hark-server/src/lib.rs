@@ -89,10 +89,36 @@ pub fn install_panic_hook() {
     }));
 }
 
-/// Binds, starts the background tasks (last-used flushing, revocation polling), serves
-/// until `shutdown` resolves, then drains requests and flushes what is buffered.
+/// Binds, starts the background tasks (last-used flushing, revocation polling, webhook
+/// delivery) and the transcription workers, serves the whole API until `shutdown`
+/// resolves, then drains requests and flushes what is buffered.
 pub async fn serve(
     state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let router = app(state.clone());
+    run_node(state, router, shutdown).await
+}
+
+/// A worker node (`hark worker`): the transcription workers and the webhook sender of a
+/// deployment whose API runs elsewhere (`hark serve --workers 0`), sharing its database
+/// and audio. Its port answers only `/healthz`, `/readyz` and `/metrics`.
+pub async fn work(
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let router = routes::operations()
+        .fallback(|| async {
+            error_response(StatusCode::NOT_FOUND, "not_found", "a worker serves no API")
+        })
+        .layer(axum::middleware::from_fn(access_log::log_request))
+        .with_state(state.clone());
+    run_node(state, router, shutdown).await
+}
+
+async fn run_node(
+    state: AppState,
+    router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let listener = TcpListener::bind(state.config.listen).await?;
@@ -100,7 +126,8 @@ pub async fn serve(
     let background = spawn_background(state.clone());
     let workers = transcription::spawn_workers(&state);
     let sender = webhooks::delivery::spawn(state.clone());
-    if let transcription::Backend::Embedded { model_dir } = &state.pipeline.config.backend
+    if !workers.is_empty()
+        && let transcription::Backend::Embedded { model_dir } = &state.pipeline.config.backend
         && !model_dir.join("model.bin").is_file()
     {
         tracing::error!(
@@ -115,11 +142,10 @@ pub async fn serve(
              link-local addresses; anyone who can submit a URL can probe this network"
         );
     }
-    tracing::info!(%addr, "listening on http://{addr}");
-    let app = app(state.clone());
+    tracing::info!(%addr, workers = workers.len(), "listening on http://{addr}");
     let served = axum::serve(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+        router.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await;

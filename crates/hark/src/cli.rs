@@ -21,8 +21,12 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Run the HTTP server.
+    /// Run the HTTP server (with `--workers 0`, an API-only node: `hark worker` processes
+    /// sharing its data dir do the transcribing).
     Serve(ServeArgs),
+    /// Run transcription workers and webhook delivery without the HTTP API, sharing the
+    /// data dir of a `hark serve` node; `--listen` serves only /healthz, /readyz and /metrics.
+    Worker(ServeArgs),
     /// Transcribe an audio file, locally or on a hark server, and print the transcript.
     Transcribe(TranscribeArgs),
     /// Stream an audio file to a hark server's live transcription (the Speechmatics
@@ -82,7 +86,7 @@ pub struct ServeArgs {
     pub log_format: LogFormat,
     #[command(flatten)]
     pub engine: EngineArgs,
-    /// Transcription workers in this process.
+    /// Transcription workers in this process (0 with `serve`: an API-only node).
     #[arg(long, env = "HARK_WORKERS", default_value_t = 1)]
     pub workers: usize,
     /// Seconds a worker's claim on a job lasts without a heartbeat; after that another
@@ -279,7 +283,7 @@ pub enum AdminCommand {
 impl Command {
     pub fn engine_threads(&self) -> Option<usize> {
         match self {
-            Command::Serve(a) => a.engine.threads,
+            Command::Serve(a) | Command::Worker(a) => a.engine.threads,
             Command::Transcribe(a) => a.engine.threads,
             Command::Admin(_) | Command::Listen(_) | Command::GraphqlSchema => None,
         }

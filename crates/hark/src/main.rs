@@ -27,7 +27,8 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve::run(cli.data_dir, args).await,
+            Command::Serve(args) => serve::run(cli.data_dir, args, serve::Node::Api).await,
+            Command::Worker(args) => serve::run(cli.data_dir, args, serve::Node::Worker).await,
             Command::Transcribe(args) => {
                 logging::init(logging::Format::Text, "warn");
                 transcribe::run(&cli.data_dir, args).await

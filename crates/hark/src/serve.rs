@@ -14,7 +14,15 @@ use hark_store::blobs::BlobStore;
 use crate::cli::{ServeArgs, StreamArgs};
 use crate::logging;
 
-pub async fn run(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
+/// What a process runs.
+pub enum Node {
+    /// `hark serve`: the API, plus `--workers` transcription workers.
+    Api,
+    /// `hark worker`: transcription workers and webhook delivery, no API.
+    Worker,
+}
+
+pub async fn run(data_dir: PathBuf, args: ServeArgs, node: Node) -> anyhow::Result<()> {
     logging::init(args.log_format, "info");
     hark_server::install_panic_hook();
     let store = Store::open_data_dir(&data_dir)
@@ -47,8 +55,12 @@ pub async fn run(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
             "no users yet: create one with `hark admin create-user --username NAME --role admin`"
         );
     }
-    if args.workers == 0 || args.workers > 64 {
-        anyhow::bail!("--workers must be between 1 and 64");
+    match node {
+        Node::Api if args.workers > 64 => anyhow::bail!("--workers must be between 0 and 64"),
+        Node::Worker if args.workers == 0 || args.workers > 64 => {
+            anyhow::bail!("--workers must be between 1 and 64 for a worker")
+        }
+        _ => {}
     }
     if !(1.0..=3600.0).contains(&args.job_lease_secs) {
         anyhow::bail!("--job-lease-secs must be between 1 and 3600");
@@ -80,7 +92,10 @@ pub async fn run(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
         decode_limits: args.engine.decode_limits()?,
     };
     let state = AppState::new(store, blobs, config, pipeline).await?;
-    hark_server::serve(state, shutdown_signal()).await?;
+    match node {
+        Node::Api => hark_server::serve(state, shutdown_signal()).await?,
+        Node::Worker => hark_server::work(state, shutdown_signal()).await?,
+    }
     Ok(())
 }
 

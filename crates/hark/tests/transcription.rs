@@ -415,3 +415,35 @@ async fn word_timestamps_come_back_in_verbose_json_and_in_documents() {
         .map(|w| w["probability"].as_f64().unwrap());
     assert!(probabilities.into_iter().all(|p| (0.0..=1.0).contains(&p)));
 }
+
+#[tokio::test]
+async fn an_api_only_node_queues_and_a_worker_process_transcribes() {
+    let server = TestServer::start_with(&["--workers", "0"]).await;
+    let token = server.user_with_token("ada", "member");
+    let res = server
+        .upload(&token, &shared_audio("support_02.wav"), None)
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let id = res.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let waiting: Value = server
+        .get(&format!("/api/recordings/{id}"), &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(waiting["status"], "PENDING", "no worker on the API node");
+
+    let worker = server.start_worker(&[]);
+    let probe = |path: &str| {
+        let url = format!("{}{path}", worker.base);
+        let client = server.client.clone();
+        async move { client.get(url).send().await.unwrap().status() }
+    };
+    assert_eq!(probe("/healthz").await, StatusCode::OK);
+    assert_eq!(probe("/readyz").await, StatusCode::OK);
+    assert_eq!(probe("/metrics").await, StatusCode::OK);
+    assert_eq!(probe("/api/recordings").await, StatusCode::NOT_FOUND);
+    let done = wait_for_recording(&server, &token, id, Duration::from_secs(120)).await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+}

@@ -175,6 +175,15 @@ pub fn api() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .split_for_parts()
 }
 
+/// The operations endpoints alone, for a worker node.
+pub fn operations() -> axum::Router<AppState> {
+    use axum::routing::get;
+    axum::Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+}
+
 /// The WebSocket routes beyond the one each handler's OpenAPI entry names.
 pub fn realtime_aliases() -> axum::Router<AppState> {
     use axum::routing::get;

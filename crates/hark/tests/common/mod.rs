@@ -383,8 +383,18 @@ fn spawn_server(
     extra: &[&str],
     log: Arc<Mutex<String>>,
 ) -> (Child, JoinHandle<()>, String) {
+    spawn_node("serve", data_dir, extra, log)
+}
+
+/// Starts `hark serve` or `hark worker`; returns once it says where it listens.
+fn spawn_node(
+    command: &str,
+    data_dir: &Path,
+    extra: &[&str],
+    log: Arc<Mutex<String>>,
+) -> (Child, JoinHandle<()>, String) {
     let mut child = Command::new(hark_bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--beam-size", "1"])
+        .args([command, "--listen", "127.0.0.1:0", "--beam-size", "1"])
         .arg("--model-dir")
         .arg(model_dir())
         .env("HARK_LAST_USED_FLUSH_SECS", "0.2")
@@ -396,7 +406,7 @@ fn spawn_server(
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn hark serve");
+        .expect("spawn hark");
     let stderr = child.stderr.take().expect("stderr");
     let (addr_tx, addr_rx) = mpsc::channel();
     let sink = log.clone();
@@ -420,6 +430,29 @@ fn spawn_server(
         .recv_timeout(Duration::from_secs(30))
         .unwrap_or_else(|_| panic!("server did not start; log:\n{}", log.lock().unwrap()));
     (child, reader, format!("http://{addr}"))
+}
+
+/// A `hark worker` process on a test server's data dir, killed when dropped. Its log goes
+/// into the server's, so the secret checks cover it too.
+pub struct TestWorker {
+    /// Its operations port (`/healthz`, `/readyz`, `/metrics`).
+    pub base: String,
+    child: Child,
+}
+
+impl TestServer {
+    pub fn start_worker(&self, extra: &[&str]) -> TestWorker {
+        let (child, _reader, base) =
+            spawn_node("worker", self.data_dir.path(), extra, self.log.clone());
+        TestWorker { base, child }
+    }
+}
+
+impl Drop for TestWorker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Drop for TestServer {
