@@ -33,6 +33,10 @@ pub struct ServerConfig {
     /// Let audio fetches and webhooks reach loopback, private and link-local addresses
     /// (unsafe on a server others can reach: it opens the internal network to them).
     pub fetch_allow_private: bool,
+    /// Redis holding the per-token budgets every node shares (none: each node its own).
+    pub redis_url: Option<String>,
+    /// What hark's Redis keys start with (several deployments can share one Redis).
+    pub redis_prefix: String,
     /// Answer GraphQL introspection (`__schema`, `__type`) at `/graphql`.
     pub graphql_introspection: bool,
 }
@@ -54,6 +58,8 @@ impl Default for ServerConfig {
             streams: StreamLimits::default(),
             fetch_allow_private: false,
             graphql_introspection: true,
+            redis_url: None,
+            redis_prefix: "hark:".into(),
         }
     }
 }

@@ -6,6 +6,7 @@ use hark_store::Store;
 use hark_store::blobs::BlobStore;
 
 use crate::auth::limits::RequestLimits;
+use crate::auth::shared_budget::SharedBudget;
 use crate::auth::{LastUsedRecorder, LoginThrottle, TokenAuthenticator};
 use crate::config::ServerConfig;
 use crate::outbound::Outbound;
@@ -20,6 +21,8 @@ pub enum StateError {
     Store(#[from] hark_store::StoreError),
     #[error(transparent)]
     Outbound(#[from] crate::outbound::OutboundError),
+    #[error("the shared rate limits' Redis (--redis-url) cannot be reached: {0}")]
+    Redis(#[from] redis::RedisError),
 }
 
 /// What every handler can reach. axum clones the state for every request, so it is one
@@ -63,10 +66,13 @@ impl AppState {
     ) -> Result<Self, StateError> {
         let last_used = Arc::new(LastUsedRecorder::default());
         let auth = Arc::new(TokenAuthenticator::new(store.clone(), last_used.clone()).await?);
-        let limits = RequestLimits::new(
+        let mut limits = RequestLimits::new(
             config.token_requests_per_minute,
             config.failed_auths_per_minute,
         );
+        if let Some(url) = &config.redis_url {
+            limits = limits.with_shared(SharedBudget::connect(url, &config.redis_prefix).await?);
+        }
         let streams = Streams::new(config.streams.clone());
         let outbound = Outbound::new(config.fetch_allow_private)?;
         Ok(AppState(Arc::new(Shared {

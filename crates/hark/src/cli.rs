@@ -61,6 +61,13 @@ pub struct ServeArgs {
     /// internal network through hark (server-side request forgery).
     #[arg(long, env = "HARK_FETCH_ALLOW_PRIVATE")]
     pub fetch_allow_private: bool,
+    /// Redis (redis://HOST:PORT[/DB]) holding each token's per-minute budget for every node
+    /// that names it, so the budget holds cluster-wide; without it each node limits on its own.
+    #[arg(long, env = "HARK_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// What hark's Redis keys start with (deployments sharing one Redis need different ones).
+    #[arg(long, env = "HARK_REDIS_PREFIX", default_value = "hark:")]
+    pub redis_prefix: String,
     /// Answer GraphQL introspection queries at /graphql (`--graphql-introspection false`
     /// or `--no-graphql-introspection` to hide the schema from clients).
     #[arg(long, env = "HARK_GRAPHQL_INTROSPECTION", default_value_t = true, action = clap::ArgAction::Set)]

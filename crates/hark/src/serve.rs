@@ -40,6 +40,8 @@ pub async fn run(data_dir: PathBuf, args: ServeArgs, node: Node) -> anyhow::Resu
         max_upload_bytes: args.max_upload_mb.saturating_mul(1024 * 1024),
         secure_cookies: args.secure_cookies,
         fetch_allow_private: args.fetch_allow_private,
+        redis_url: args.redis_url.clone().filter(|u| !u.trim().is_empty()),
+        redis_prefix: args.redis_prefix.clone(),
         graphql_introspection: args.graphql_introspection && !args.no_graphql_introspection,
         token_requests_per_minute: args.token_rate_per_minute,
         failed_auths_per_minute: args.failed_auth_per_minute,

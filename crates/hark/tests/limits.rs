@@ -262,3 +262,52 @@ async fn a_token_can_carry_its_own_budget_and_only_admins_raise_it() {
     let (status, _) = error_code(res).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn a_tokens_budget_holds_across_nodes_sharing_redis() {
+    // A prefix of this run's own: other test servers (and other runs) share the Redis.
+    let prefix = format!(
+        "hark-test-{}-{}:",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let flags = [
+        "--token-rate-per-minute",
+        "10",
+        "--redis-url",
+        "redis://127.0.0.1:6379",
+        "--redis-prefix",
+        prefix.as_str(),
+    ];
+    let server = TestServer::start_with(&flags).await;
+    let token = server.user_with_token("ada", "member");
+    let second = server.start_node("serve", &flags);
+    let (mut passed, mut refused) = (0, 0);
+    for n in 0..20 {
+        let base = if n % 2 == 0 {
+            &server.base
+        } else {
+            &second.base
+        };
+        let res = server
+            .client
+            .get(format!("{base}/api/tokens/self"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        match res.status() {
+            StatusCode::OK => passed += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert!(res.headers().contains_key("retry-after"));
+                refused += 1;
+            }
+            other => panic!("{other}"),
+        }
+    }
+    // Alone, each node would have let 10 through (20 in all).
+    assert_eq!((passed, refused), (10, 10), "one budget for both nodes");
+}

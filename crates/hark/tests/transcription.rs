@@ -434,7 +434,7 @@ async fn an_api_only_node_queues_and_a_worker_process_transcribes() {
         .unwrap();
     assert_eq!(waiting["status"], "PENDING", "no worker on the API node");
 
-    let worker = server.start_worker(&[]);
+    let worker = server.start_node("worker", &[]);
     let probe = |path: &str| {
         let url = format!("{}{path}", worker.base);
         let client = server.client.clone();

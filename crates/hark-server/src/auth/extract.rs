@@ -105,7 +105,8 @@ impl FromRequestParts<AppState> for Principal {
                 }
                 let allowance = state
                     .limits
-                    .check_token(record.id, record.requests_per_minute)?;
+                    .check_token(record.id, record.requests_per_minute)
+                    .await?;
                 if let (Some(slot), Some(allowance)) =
                     (parts.extensions.get::<AllowanceSlot>(), allowance)
                 {

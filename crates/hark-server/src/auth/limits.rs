@@ -1,4 +1,5 @@
-//! Request limits for token callers, in memory (GCRA by `governor`):
+//! Request limits for token callers, in memory (GCRA by `governor`), the per-token budget
+//! in Redis instead when the nodes share one (`--redis-url`, [`SharedBudget`]):
 //! - per token: so many requests a minute; every answer to a token carries
 //!   `RateLimit-Limit` / `RateLimit-Remaining` / `RateLimit-Reset`, and going over is a
 //!   `429` with `Retry-After`;
@@ -23,6 +24,7 @@ use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::limiter_key;
+use super::shared_budget::{SharedBudget, Step};
 use crate::error::ApiError;
 
 type TokenLimiter =
@@ -51,6 +53,12 @@ pub struct RequestLimits {
     own: DashMap<i64, (u32, Arc<OwnLimiter>)>,
     failures: Option<DefaultKeyedRateLimiter<IpAddr>>,
     locked_out: DashMap<IpAddr, Instant>,
+    /// The per-token budget shared by every node; the in-memory one stands in while it
+    /// cannot be reached.
+    shared: Option<SharedBudget>,
+    /// When an unreachable shared budget was last logged (seconds since `created`).
+    shared_warned: std::sync::atomic::AtomicU64,
+    created: Instant,
 }
 
 fn per_minute(n: u32) -> Option<Quota> {
@@ -70,7 +78,16 @@ impl RequestLimits {
             own: DashMap::new(),
             failures: per_minute(failed_auths_per_minute).map(RateLimiter::keyed),
             locked_out: DashMap::new(),
+            shared: None,
+            shared_warned: std::sync::atomic::AtomicU64::new(0),
+            created: Instant::now(),
         }
+    }
+
+    /// Counts token requests in `shared` (every node's budget) instead of in memory.
+    pub fn with_shared(mut self, shared: SharedBudget) -> Self {
+        self.shared = Some(shared);
+        self
     }
 
     /// Before a presented token is even parsed: is this address locked out?
@@ -114,8 +131,44 @@ impl RequestLimits {
         self.locked_out.iter().filter(|e| *e.value() > now).count()
     }
 
-    /// Counts one request by `token_id`, against its own budget when it has one.
-    pub fn check_token(
+    /// Counts one request by `token_id`, against its own budget when it has one — in the
+    /// shared budget when there is one and it answers, else on this node.
+    pub async fn check_token(
+        &self,
+        token_id: i64,
+        own_budget: Option<u32>,
+    ) -> Result<Option<Allowance>, ApiError> {
+        if let Some(shared) = &self.shared {
+            let limit = own_budget
+                .filter(|b| *b > 0)
+                .or(self.per_token.as_ref().map(|(_, limit)| *limit));
+            let Some(limit) = limit else {
+                return Ok(None);
+            };
+            match shared.step(token_id, limit).await {
+                Ok(step) => return shared_allowance(step, limit),
+                Err(e) => self.warn_unshared(&e),
+            }
+        }
+        self.check_token_here(token_id, own_budget)
+    }
+
+    /// Logs (at most every 10 s) that the shared budget is unreachable.
+    fn warn_unshared(&self, error: &redis::RedisError) {
+        use std::sync::atomic::Ordering;
+        let now = self.created.elapsed().as_secs() + 10;
+        let last = self.shared_warned.load(Ordering::Relaxed);
+        if now >= last + 10
+            && self
+                .shared_warned
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(error = %error, "the shared rate limit (Redis) does not answer; limiting on this node meanwhile");
+        }
+    }
+
+    fn check_token_here(
         &self,
         token_id: i64,
         own_budget: Option<u32>,
@@ -143,6 +196,23 @@ impl RequestLimits {
 fn own_limiter(budget: u32) -> OwnLimiter {
     let quota = per_minute(budget).unwrap_or_else(|| Quota::per_minute(NonZeroU32::MIN));
     RateLimiter::direct(quota).with_middleware::<StateInformationMiddleware>()
+}
+
+/// The allowance a shared step left, or its 429.
+fn shared_allowance(step: Step, limit: u32) -> Result<Option<Allowance>, ApiError> {
+    let secs = step.wait_ms.div_ceil(1000);
+    if step.allowed {
+        Ok(Some(Allowance {
+            limit,
+            remaining: step.remaining,
+            reset_secs: secs,
+        }))
+    } else {
+        Err(ApiError::TooManyRequests {
+            retry_after_secs: secs.max(1),
+            limit: Some(limit),
+        })
+    }
 }
 
 /// The allowance left after a check, or the 429 that says when to come back.
@@ -201,19 +271,24 @@ pub fn set_headers(headers: &mut HeaderMap, limit: u32, remaining: u32, reset_se
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_token_gets_its_quota_then_429() {
+    #[tokio::test]
+    async fn a_token_gets_its_quota_then_429() {
         let limits = RequestLimits::new(3, 0);
-        let first = limits.check_token(7, None).expect("ok").expect("limited");
+        let first = limits
+            .check_token(7, None)
+            .await
+            .expect("ok")
+            .expect("limited");
         assert_eq!((first.limit, first.remaining), (3, 2));
-        limits.check_token(7, None).expect("second");
+        limits.check_token(7, None).await.expect("second");
         let third = limits
             .check_token(7, None)
+            .await
             .expect("third")
             .expect("limited");
         assert_eq!(third.remaining, 0);
         assert!(third.reset_secs > 0 && third.reset_secs <= 60);
-        match limits.check_token(7, None) {
+        match limits.check_token(7, None).await {
             Err(ApiError::TooManyRequests {
                 retry_after_secs,
                 limit,
@@ -224,7 +299,7 @@ mod tests {
             other => panic!("expected 429, got {other:?}"),
         }
         assert!(
-            limits.check_token(8, None).is_ok(),
+            limits.check_token(8, None).await.is_ok(),
             "other tokens keep theirs"
         );
     }
@@ -242,8 +317,8 @@ mod tests {
         assert!(limits.check_address(Some(neighbour)).is_ok(), "another /64");
     }
 
-    #[test]
-    fn failures_lock_an_address_out_and_only_that_address() {
+    #[tokio::test]
+    async fn failures_lock_an_address_out_and_only_that_address() {
         let limits = RequestLimits::new(0, 2);
         let ip: IpAddr = "192.0.2.1".parse().expect("ip");
         let other: IpAddr = "192.0.2.2".parse().expect("ip");
@@ -258,7 +333,7 @@ mod tests {
         ));
         assert!(limits.check_address(Some(other)).is_ok());
         assert_eq!(
-            limits.check_token(1, None).expect("off"),
+            limits.check_token(1, None).await.expect("off"),
             None,
             "0 turns it off"
         );

@@ -9,6 +9,7 @@ pub mod limits;
 pub mod passwords;
 mod principal;
 pub mod sessions;
+pub mod shared_budget;
 mod throttle;
 
 pub use cache::TokenAuthenticator;

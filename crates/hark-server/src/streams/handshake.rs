@@ -59,7 +59,8 @@ pub async fn authorize(
     if let Credential::Token { record, .. } = &principal.credential {
         state
             .limits
-            .check_token(record.id, record.requests_per_minute)?;
+            .check_token(record.id, record.requests_per_minute)
+            .await?;
     }
     Ok((principal, hash))
 }

@@ -432,23 +432,25 @@ fn spawn_node(
     (child, reader, format!("http://{addr}"))
 }
 
-/// A `hark worker` process on a test server's data dir, killed when dropped. Its log goes
-/// into the server's, so the secret checks cover it too.
-pub struct TestWorker {
-    /// Its operations port (`/healthz`, `/readyz`, `/metrics`).
+/// Another hark process on a test server's data dir (`hark worker`, or a second `hark
+/// serve`), killed when dropped. Its log goes into the server's, so the secret checks cover
+/// it too.
+pub struct TestNode {
+    /// Where it listens (a worker: `/healthz`, `/readyz`, `/metrics` only).
     pub base: String,
     child: Child,
 }
 
 impl TestServer {
-    pub fn start_worker(&self, extra: &[&str]) -> TestWorker {
+    /// Starts `hark COMMAND` (`worker` or `serve`) on this server's data dir.
+    pub fn start_node(&self, command: &str, extra: &[&str]) -> TestNode {
         let (child, _reader, base) =
-            spawn_node("worker", self.data_dir.path(), extra, self.log.clone());
-        TestWorker { base, child }
+            spawn_node(command, self.data_dir.path(), extra, self.log.clone());
+        TestNode { base, child }
     }
 }
 
-impl Drop for TestWorker {
+impl Drop for TestNode {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
