@@ -209,18 +209,25 @@ async fn fetched_audio_is_transcribed_and_signed_webhooks_are_retried_and_record
     assert_eq!(last["event"], "transcription.failed");
     assert_eq!(last["recording"]["id"], missing);
 
-    let listed: Value = server
-        .get("/api/webhooks/deliveries", &token)
-        .await
-        .json()
-        .await
-        .unwrap();
+    // The receiver has answered; hark records that a moment later.
+    let listing = || async {
+        server
+            .get("/api/webhooks/deliveries", &token)
+            .await
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    server
+        .eventually(Duration::from_secs(10), || async {
+            let listed = listing().await;
+            listed["deliveries"]
+                .as_array()
+                .is_some_and(|d| d.len() == 3 && d.iter().all(|d| d["status"] == "delivered"))
+        })
+        .await;
+    let listed = listing().await;
     let deliveries = listed["deliveries"].as_array().unwrap();
-    assert_eq!(deliveries.len(), 3, "{listed}");
-    assert!(
-        deliveries.iter().all(|d| d["status"] == "delivered"),
-        "{listed}"
-    );
     let twice: Vec<&Value> = deliveries.iter().filter(|d| d["attempts"] == 2).collect();
     assert_eq!(twice.len(), 1, "{listed}");
     assert_eq!(twice[0]["last_status"], 204);

@@ -13,8 +13,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use utoipa::ToSchema;
 
-use super::query_value;
 use super::recordings::PaginationView;
+use super::{query_pairs, query_value};
 use crate::auth::Principal;
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
@@ -71,9 +71,7 @@ pub async fn list_events(
     if principal.role != Role::Admin {
         return Err(ApiError::forbidden("only admins can read the audit log"));
     }
-    let pairs: Vec<(String, String)> =
-        serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
-            .map_err(|_| ApiError::bad_request("the query string is not valid"))?;
+    let pairs = query_pairs(query.as_deref())?;
     let page = PageRequest::parse(query_value(&pairs, "page"), query_value(&pairs, "per_page"))?;
     let actor_user_id = query_value(&pairs, "actor")
         .map(|v| {

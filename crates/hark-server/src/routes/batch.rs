@@ -17,6 +17,7 @@ use hark_store::recordings::Recording;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::query_pairs;
 use super::recordings::{SegmentView, transcript_file};
 use super::tokens::actor;
 use super::uploads::{self, UploadForm};
@@ -151,9 +152,7 @@ pub async fn document(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     principal.require(Scope::Batch)?;
-    let pairs: Vec<(String, String)> =
-        serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
-            .map_err(|_| ApiError::bad_request("the query string is not valid"))?;
+    let pairs = query_pairs(query.as_deref())?;
     let format = pairs
         .iter()
         .find(|(k, _)| k == "format")

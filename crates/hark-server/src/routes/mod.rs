@@ -24,6 +24,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::error::ApiError;
 use crate::state::AppState;
 
 #[derive(OpenApi)]
@@ -73,6 +74,12 @@ impl Modify for SecuritySchemes {
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new("hark_session"))),
         );
     }
+}
+
+/// A query string's pairs, decoded; one that does not decode is a 400.
+fn query_pairs(query: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
+    serde_urlencoded::from_str(query.unwrap_or(""))
+        .map_err(|_| ApiError::bad_request("the query string is not valid"))
 }
 
 /// A query parameter's value; an empty value counts as absent.

@@ -24,9 +24,9 @@ use tower::ServiceExt;
 use tower_http::services::ServeFile;
 use utoipa::ToSchema;
 
-use super::query_value;
 use super::tokens::actor;
 use super::uploads::{self, UploadForm};
+use super::{query_pairs, query_value};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiPath, ErrorBody};
 use crate::state::AppState;
@@ -212,9 +212,7 @@ pub async fn list_recordings(
     RawQuery(query): RawQuery,
 ) -> Result<Json<RecordingPage>, ApiError> {
     principal.require(Scope::Read)?;
-    let pairs: Vec<(String, String)> =
-        serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
-            .map_err(|_| ApiError::bad_request("the query string is not valid"))?;
+    let pairs = query_pairs(query.as_deref())?;
     let page = PageRequest::parse(query_value(&pairs, "page"), query_value(&pairs, "per_page"))?;
     let tag_id = match query_value(&pairs, "tag").filter(|t| !t.is_empty()) {
         Some(tag) => Some(

@@ -13,9 +13,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use super::query_value;
 use super::tokens::actor;
 use super::uploads::checked_url;
+use super::{query_pairs, query_value};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiJson, ApiPath, ErrorBody};
 use crate::state::AppState;
@@ -302,9 +302,7 @@ pub async fn list_deliveries(
     RawQuery(query): RawQuery,
 ) -> Result<Json<DeliveryList>, ApiError> {
     principal.require(Scope::Read)?;
-    let pairs: Vec<(String, String)> =
-        serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
-            .map_err(|_| ApiError::bad_request("the query string is not valid"))?;
+    let pairs = query_pairs(query.as_deref())?;
     let number = |key: &str| -> Result<Option<i64>, ApiError> {
         query_value(&pairs, key)
             .map(|v| {

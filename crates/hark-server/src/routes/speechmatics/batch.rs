@@ -32,6 +32,7 @@ pub use super::batch_notify::notification;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiPath};
 use crate::routes::batch::visible_recording;
+use crate::routes::query_pairs;
 use crate::routes::recordings::delete_owned;
 use crate::routes::tokens::actor;
 use crate::routes::uploads::{Audio, Submission, checked_url, read_text_field, receive_audio};
@@ -113,11 +114,6 @@ async fn visible_job(
     })?;
     let recording = visible_recording(state, principal, job.recording_id, "job").await?;
     Ok((job, recording))
-}
-
-fn query_pairs(query: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
-    serde_urlencoded::from_str(query.unwrap_or(""))
-        .map_err(|_| ApiError::bad_request("the query string is not valid"))
 }
 
 #[utoipa::path(post, path = "/v2/jobs", tag = "speechmatics",
