@@ -67,7 +67,7 @@ impl Audit<'_> {
         target: &str,
         details: Option<&str>,
     ) -> Result<()> {
-        sqlx::query(
+        on!(self.db, c => sqlx::query(
             "INSERT INTO audit_events (at, workspace_id, actor_user_id, actor_token_id, action, target, ip, user_agent, details)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
@@ -80,8 +80,9 @@ impl Audit<'_> {
         .bind(actor.ip.as_deref())
         .bind(actor.user_agent.as_deref())
         .bind(details)
-        .execute(self.db)
-        .await?;
+        .execute(c)
+        .await
+        .map(|done| done.rows_affected()))?;
         Ok(())
     }
 
@@ -137,31 +138,31 @@ impl Audit<'_> {
                 q
             }};
         }
-        let total: i64 = bind_filter!(sqlx::query_scalar(sql!(
+        let total: i64 = on!(self.db, c => bind_filter!(sqlx::query_scalar(sql!(
             "SELECT COUNT(*) FROM audit_events WHERE {clauses}"
         )))
-        .fetch_one(self.db)
-        .await?;
-        let events: Vec<AuditEvent> = bind_filter!(sqlx::query_as(sql!(
+        .fetch_one(c)
+        .await)?;
+        let events: Vec<AuditEvent> = on!(self.db, c => bind_filter!(sqlx::query_as(sql!(
             "SELECT {COLUMNS} FROM audit_events WHERE {clauses}
              ORDER BY at DESC, id DESC LIMIT ${limit} OFFSET ${offset}"
         )))
         .bind(page.limit())
         .bind(page.offset())
-        .fetch_all(self.db)
-        .await?;
+        .fetch_all(c)
+        .await)?;
         Ok((events, u64::try_from(total).unwrap_or(0)))
     }
 
     /// Newest first.
     pub async fn recent(&self, workspace_id: i64, limit: i64) -> Result<Vec<AuditEvent>> {
-        Ok(sqlx::query_as(
+        Ok(on!(self.db, c => sqlx::query_as(
             "SELECT id, at, workspace_id, actor_user_id, actor_token_id, action, target, ip, user_agent, details
              FROM audit_events WHERE workspace_id = $1 ORDER BY at DESC, id DESC LIMIT $2",
         )
         .bind(workspace_id)
         .bind(limit)
-        .fetch_all(self.db)
-        .await?)
+        .fetch_all(c)
+        .await)?)
     }
 }

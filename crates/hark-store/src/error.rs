@@ -10,11 +10,39 @@ pub enum StoreError {
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("file storage error: {0}")]
     Io(#[from] std::io::Error),
+    /// Storage that lives elsewhere (the bucket) cannot be reached or refused the request.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// A setting cannot work (a malformed database or blob URL).
+    #[error("{0}")]
+    Config(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    /// A database that did not answer (down, restarting, out of connections) is
+    /// [`StoreError::Unavailable`], worth retrying; one that refused a statement is not.
+    fn from(err: sqlx::Error) -> Self {
+        let lost = matches!(
+            err,
+            sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::WorkerCrashed
+        ) || matches!(&err, sqlx::Error::Database(db)
+            // 57P: the server is shutting down or restarting; 08: the connection failed.
+            if db.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08")));
+        if lost {
+            StoreError::Unavailable(format!("database: {err}"))
+        } else {
+            StoreError::Database(err)
+        }
+    }
 }
 
 impl StoreError {
@@ -28,7 +56,7 @@ impl StoreError {
             sqlx::Error::Database(db) if db.is_unique_violation() => {
                 StoreError::Conflict(message.to_owned())
             }
-            _ => StoreError::Database(err),
+            _ => StoreError::from(err),
         }
     }
 }

@@ -1,10 +1,13 @@
 //! The transcription queue: a table of jobs claimed under a lease.
 //!
 //! Claiming is one atomic statement, so any number of workers in any number of processes
-//! can share the queue. A worker renews its lease with heartbeats; if it dies, the lease
-//! lapses and another worker takes the job again. Attempts are bounded; a job that keeps
-//! failing ends `failed` with its recording `FAILED`. Running a job twice is harmless: the
-//! result simply overwrites the recording's transcript.
+//! can share the queue (on PostgreSQL with `FOR UPDATE SKIP LOCKED`, so concurrent claims
+//! take different jobs instead of queueing on one row). A worker renews its lease with
+//! heartbeats; if it dies, the lease lapses and another worker takes the job again, as a
+//! new attempt. Everything a worker writes is fenced on (job id, attempt): a worker whose
+//! lease was taken over can neither renew it nor complete the job, so a job completes
+//! once. Attempts are bounded; a job that keeps failing ends `failed` with its recording
+//! `FAILED`.
 
 use std::str::FromStr;
 
@@ -12,7 +15,7 @@ use hark_core::recordings::{RecordingStatus, Segment};
 use time::{Duration, OffsetDateTime};
 
 use crate::recordings::{NewRecording, Recording};
-use crate::{Db, Result, StoreError, from_millis, now_millis};
+use crate::{Db, Result, StoreError, Tx, from_millis, now_millis};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobStatus {
@@ -121,7 +124,7 @@ impl Jobs<'_> {
     ) -> Result<(Recording, Job)> {
         let mut tx = self.db.begin().await?;
         let recording = crate::recordings::insert(&mut tx, new).await?;
-        let row: JobRow = sqlx::query_as(sql!(
+        let row: JobRow = on!(tx, c => sqlx::query_as(sql!(
             "INSERT INTO jobs (recording_id, status, max_attempts, options, created_at, updated_at,
                  notified)
              VALUES ($1, 'queued', $2, $3, $4, $4, FALSE) RETURNING {COLUMNS}"
@@ -130,28 +133,28 @@ impl Jobs<'_> {
         .bind(max_attempts)
         .bind(options)
         .bind(now_millis())
-        .fetch_one(&mut *tx)
-        .await?;
+        .fetch_one(c)
+        .await)?;
         tx.commit().await?;
         Ok((recording, row.try_into()?))
     }
 
     pub async fn get(&self, id: i64) -> Result<Job> {
-        let row: Option<JobRow> = sqlx::query_as(sql!("SELECT {COLUMNS} FROM jobs WHERE id = $1"))
+        let row: Option<JobRow> = on!(self.db, c => sqlx::query_as(sql!("SELECT {COLUMNS} FROM jobs WHERE id = $1"))
             .bind(id)
-            .fetch_optional(self.db)
-            .await?;
+            .fetch_optional(c)
+            .await)?;
         row.ok_or(StoreError::NotFound)?.try_into()
     }
 
     /// The newest job of a recording.
     pub async fn latest_for_recording(&self, recording_id: i64) -> Result<Option<Job>> {
-        let row: Option<JobRow> = sqlx::query_as(sql!(
+        let row: Option<JobRow> = on!(self.db, c => sqlx::query_as(sql!(
             "SELECT {COLUMNS} FROM jobs WHERE recording_id = $1 ORDER BY id DESC LIMIT 1"
         ))
         .bind(recording_id)
-        .fetch_optional(self.db)
-        .await?;
+        .fetch_optional(c)
+        .await)?;
         row.map(TryInto::try_into).transpose()
     }
 
@@ -159,21 +162,27 @@ impl Jobs<'_> {
     /// its recording `PROCESSING`.
     pub async fn claim(&self, worker: &str, lease: Duration) -> Result<Option<Job>> {
         let now = now_millis();
+        // SQLite runs one writer at a time, so its subquery cannot race; PostgreSQL skips
+        // the rows other claims hold.
+        let lock = match self.db.backend() {
+            crate::Backend::Sqlite(_) => "",
+            crate::Backend::Postgres(_) => "FOR UPDATE SKIP LOCKED",
+        };
         let mut tx = self.db.begin().await?;
-        let row: Option<JobRow> = sqlx::query_as(sql!(
+        let row: Option<JobRow> = on!(tx, c => sqlx::query_as(sql!(
             "UPDATE jobs SET status = 'running', leased_by = $1, lease_expires_at = $2,
                  attempts = attempts + 1, updated_at = $3
              WHERE id = (SELECT id FROM jobs
                          WHERE (status = 'queued' OR (status = 'running' AND lease_expires_at < $3))
                            AND attempts < max_attempts
-                         ORDER BY id LIMIT 1)
+                         ORDER BY id LIMIT 1 {lock})
              RETURNING {COLUMNS}"
         ))
         .bind(worker)
         .bind(now + lease.whole_milliseconds() as i64)
         .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
+        .fetch_optional(c)
+        .await)?;
         if let Some(row) = &row {
             set_recording_status(&mut tx, row.recording_id, RecordingStatus::Processing, None)
                 .await?;
@@ -185,24 +194,26 @@ impl Jobs<'_> {
     /// Renews a lease and records progress; false when the lease was lost.
     pub async fn heartbeat(
         &self,
-        id: i64,
+        job: &Job,
         worker: &str,
         lease: Duration,
         progress: f64,
     ) -> Result<bool> {
         let now = now_millis();
-        let done = sqlx::query(
+        let done = on!(self.db, c => sqlx::query(
             "UPDATE jobs SET lease_expires_at = $1, progress = $2, updated_at = $3
-             WHERE id = $4 AND leased_by = $5 AND status = 'running'",
+             WHERE id = $4 AND attempts = $5 AND leased_by = $6 AND status = 'running'",
         )
         .bind(now + lease.whole_milliseconds() as i64)
         .bind(progress.clamp(0.0, 1.0))
         .bind(now)
-        .bind(id)
+        .bind(job.id)
+        .bind(job.attempts)
         .bind(worker)
-        .execute(self.db)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        .execute(c)
+        .await
+        .map(|done| done.rows_affected()))?;
+        Ok(done == 1)
     }
 
     pub async fn mark_summarizing(&self, job: &Job) -> Result<()> {
@@ -218,25 +229,28 @@ impl Jobs<'_> {
         Ok(())
     }
 
-    /// Stores the transcript and summary and closes the job — if `worker` still holds
-    /// its lease (false otherwise: another worker took the job over, and its result wins).
+    /// Stores the transcript and summary and closes the job — if this attempt of `worker`
+    /// still holds the lease (false otherwise: another worker took the job over, and its
+    /// result wins). The fence and the transcript are one transaction.
     pub async fn complete(&self, job: &Job, worker: &str, outcome: &Outcome) -> Result<bool> {
         let now = now_millis();
         let transcript = serde_json::to_string(&outcome.segments).map_err(StoreError::corrupt)?;
         let mut tx = self.db.begin().await?;
-        let closed = sqlx::query(
+        let closed = on!(tx, c => sqlx::query(
             "UPDATE jobs SET status = 'done', progress = 1, updated_at = $1, error = NULL
-             WHERE id = $2 AND leased_by = $3 AND status = 'running'",
+             WHERE id = $2 AND attempts = $3 AND leased_by = $4 AND status = 'running'",
         )
         .bind(now)
         .bind(job.id)
+        .bind(job.attempts)
         .bind(worker)
-        .execute(&mut *tx)
-        .await?;
-        if closed.rows_affected() == 0 {
+        .execute(c)
+        .await
+        .map(|done| done.rows_affected()))?;
+        if closed == 0 {
             return Ok(false);
         }
-        sqlx::query(
+        on!(tx, c => sqlx::query(
             "UPDATE recordings SET status = $1, transcript = $2, summary = $3, duration_seconds = $4,
                  language = $5, error = NULL, updated_at = $6 WHERE id = $7",
         )
@@ -247,8 +261,9 @@ impl Jobs<'_> {
         .bind(&outcome.language)
         .bind(now)
         .bind(job.recording_id)
-        .execute(&mut *tx)
-        .await?;
+        .execute(c)
+        .await
+        .map(|done| done.rows_affected()))?;
         tx.commit().await?;
         Ok(true)
     }
@@ -258,17 +273,19 @@ impl Jobs<'_> {
     pub async fn fail(&self, job: &Job, worker: &str, reason: &str) -> Result<bool> {
         let now = now_millis();
         let mut tx = self.db.begin().await?;
-        let closed = sqlx::query(
+        let closed = on!(tx, c => sqlx::query(
             "UPDATE jobs SET status = 'failed', error = $1, updated_at = $2
-             WHERE id = $3 AND leased_by = $4 AND status = 'running'",
+             WHERE id = $3 AND attempts = $4 AND leased_by = $5 AND status = 'running'",
         )
         .bind(reason)
         .bind(now)
         .bind(job.id)
+        .bind(job.attempts)
         .bind(worker)
-        .execute(&mut *tx)
-        .await?;
-        if closed.rows_affected() == 0 {
+        .execute(c)
+        .await
+        .map(|done| done.rows_affected()))?;
+        if closed == 0 {
             return Ok(false);
         }
         set_recording_status(
@@ -285,16 +302,19 @@ impl Jobs<'_> {
     /// Gives a job back to the queue after a passing failure (it will be retried while
     /// attempts remain).
     pub async fn release(&self, job: &Job, worker: &str, reason: &str) -> Result<()> {
-        sqlx::query(
+        on!(self.db, c => sqlx::query(
             "UPDATE jobs SET status = 'queued', leased_by = NULL, lease_expires_at = NULL, error = $1,
-                 updated_at = $2 WHERE id = $3 AND leased_by = $4",
+                 updated_at = $2 WHERE id = $3 AND attempts = $4 AND leased_by = $5
+                 AND status = 'running'",
         )
         .bind(reason)
         .bind(now_millis())
         .bind(job.id)
+        .bind(job.attempts)
         .bind(worker)
-        .execute(self.db)
-        .await?;
+        .execute(c)
+        .await
+        .map(|done| done.rows_affected()))?;
         Ok(())
     }
 
@@ -302,21 +322,21 @@ impl Jobs<'_> {
     /// recording waits forever. Returns the ids of the jobs it closed.
     pub async fn fail_exhausted(&self) -> Result<Vec<i64>> {
         let now = now_millis();
-        let rows: Vec<(i64, i64)> = sqlx::query_as(
+        let rows: Vec<(i64, i64)> = on!(self.db, c => sqlx::query_as(
             "SELECT id, recording_id FROM jobs
              WHERE attempts >= max_attempts
                AND (status = 'queued' OR (status = 'running' AND lease_expires_at < $1))",
         )
         .bind(now)
-        .fetch_all(self.db)
-        .await?;
+        .fetch_all(c)
+        .await)?;
         let mut failed = Vec::new();
         for (id, recording_id) in &rows {
             let mut tx = self.db.begin().await?;
             let reason = "transcription did not finish after repeated attempts";
             // The same test again: another worker may have closed (or a late heartbeat
             // revived) the job since it was read.
-            let closed = sqlx::query(
+            let closed = on!(tx, c => sqlx::query(
                 "UPDATE jobs SET status = 'failed', error = $1, updated_at = $2
                  WHERE id = $3 AND attempts >= max_attempts
                    AND (status = 'queued' OR (status = 'running' AND lease_expires_at < $2))",
@@ -324,9 +344,10 @@ impl Jobs<'_> {
             .bind(reason)
             .bind(now)
             .bind(id)
-            .execute(&mut *tx)
-            .await?;
-            if closed.rows_affected() == 0 {
+            .execute(c)
+            .await
+            .map(|done| done.rows_affected()))?;
+            if closed == 0 {
                 continue;
             }
             set_recording_status(
@@ -358,7 +379,7 @@ impl Jobs<'_> {
                 project_id,
             ),
         };
-        let rows: Vec<ListedRow> = sqlx::query_as(sql!(
+        let rows: Vec<ListedRow> = on!(self.db, c => sqlx::query_as(sql!(
             "SELECT j.id, j.recording_id, j.status, j.attempts, j.max_attempts, j.progress,
                     j.options, j.error, j.created_at, j.updated_at,
                     r.original_filename, r.duration_seconds
@@ -369,8 +390,8 @@ impl Jobs<'_> {
         .bind(id)
         .bind(created_before.map_or(i64::MAX, crate::to_millis))
         .bind(limit.max(0))
-        .fetch_all(self.db)
-        .await?;
+        .fetch_all(c)
+        .await)?;
         rows.into_iter().map(ListedJob::try_from).collect()
     }
 }
@@ -378,13 +399,13 @@ impl Jobs<'_> {
 impl Jobs<'_> {
     /// Finished jobs whose deliveries were never queued (the server stopped in between).
     pub async fn unannounced(&self, limit: i64) -> Result<Vec<i64>> {
-        Ok(sqlx::query_scalar(
+        Ok(on!(self.db, c => sqlx::query_scalar(
             "SELECT id FROM jobs WHERE notified = FALSE AND status IN ('done', 'failed')
              ORDER BY id LIMIT $1",
         )
         .bind(limit)
-        .fetch_all(self.db)
-        .await?)
+        .fetch_all(c)
+        .await)?)
     }
 }
 
@@ -426,18 +447,19 @@ impl TryFrom<ListedRow> for ListedJob {
 }
 
 async fn set_recording_status(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut Tx,
     recording_id: i64,
     status: RecordingStatus,
     error: Option<&str>,
 ) -> Result<()> {
-    sqlx::query("UPDATE recordings SET status = $1, error = $2, updated_at = $3 WHERE id = $4")
+    on!(tx, c => sqlx::query("UPDATE recordings SET status = $1, error = $2, updated_at = $3 WHERE id = $4")
         .bind(status.as_str())
         .bind(error)
         .bind(now_millis())
         .bind(recording_id)
-        .execute(&mut **tx)
-        .await?;
+        .execute(c)
+        .await
+        .map(|done| done.rows_affected()))?;
     Ok(())
 }
 

@@ -1,8 +1,11 @@
 //! hark's persistence. Repositories speak domain types; SQL stays in this crate.
 //!
-//! The SQL is written to run on SQLite and PostgreSQL alike (`$n` placeholders, BIGINT
-//! millisecond times, `RETURNING`), so adding the PostgreSQL pool is a matter of a second
-//! migrations folder and a connection type, not a rewrite.
+//! Two backends, one API: SQLite (a file in the data dir, the default) and PostgreSQL (many
+//! nodes sharing one database). The SQL is written to run on both (`$n` placeholders,
+//! BIGINT millisecond times, `RETURNING`); [`on!`] compiles each statement once per backend
+//! with that backend's own driver types, so there is no `sqlx::Any` and no translation at
+//! run time. The few statements that differ (JSON search, `SKIP LOCKED` claims) say so where
+//! they are. Each backend has its own migrations folder, with the same version numbers.
 
 /// Builds a query from `const` fragments of this crate (column lists, shared SELECTs).
 /// Only compile-time text goes in; every value is bound, never formatted in.
@@ -12,8 +15,20 @@ macro_rules! sql {
     };
 }
 
+/// Runs `$body` with `$c` bound to the executor of whichever backend `$handle` (a `&Db` or
+/// a `&mut Tx`) is on. The body is compiled once per backend.
+macro_rules! on {
+    ($handle:expr, $c:ident => $body:expr) => {
+        match $handle.backend() {
+            $crate::Backend::Sqlite($c) => $body,
+            $crate::Backend::Postgres($c) => $body,
+        }
+    };
+}
+
 pub mod audit;
 pub mod blobs;
+pub mod changes;
 mod error;
 pub mod jobs;
 pub mod projects;
@@ -21,6 +36,7 @@ pub mod recordings;
 pub mod sessions;
 pub mod tags;
 pub mod tokens;
+pub mod transfer;
 pub mod users;
 pub mod webhooks;
 
@@ -35,7 +51,69 @@ pub use error::StoreError;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-pub(crate) type Db = sqlx::SqlitePool;
+/// A value per backend: pools, connections, or anything else that differs by engine.
+pub(crate) enum Backend<S, P> {
+    Sqlite(S),
+    Postgres(P),
+}
+
+/// The connection pool, on whichever engine the store was opened.
+#[derive(Clone)]
+pub(crate) enum Db {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+impl Db {
+    pub(crate) fn backend(&self) -> Backend<&sqlx::SqlitePool, &sqlx::PgPool> {
+        match self {
+            Db::Sqlite(pool) => Backend::Sqlite(pool),
+            Db::Postgres(pool) => Backend::Postgres(pool),
+        }
+    }
+
+    pub(crate) async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        Ok(match self {
+            Db::Sqlite(pool) => Tx::Sqlite(pool.begin().await?),
+            Db::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+        })
+    }
+
+    /// A transaction that reads, then writes: on SQLite it takes the write lock up front
+    /// (a deferred one that reads first cannot wait its turn when it then writes: SQLite
+    /// answers "busy" at once if another writer committed in between). PostgreSQL locks
+    /// rows as they are written and needs nothing more.
+    pub(crate) async fn begin_writing(&self) -> Result<Tx, sqlx::Error> {
+        Ok(match self {
+            Db::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+            Db::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+        })
+    }
+}
+
+/// A transaction on either backend; dropped without [`Tx::commit`], it rolls back.
+pub(crate) enum Tx {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+impl Tx {
+    pub(crate) fn backend(
+        &mut self,
+    ) -> Backend<&mut sqlx::SqliteConnection, &mut sqlx::PgConnection> {
+        match self {
+            Tx::Sqlite(tx) => Backend::Sqlite(&mut **tx),
+            Tx::Postgres(tx) => Backend::Postgres(&mut **tx),
+        }
+    }
+
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Tx::Sqlite(tx) => tx.commit().await,
+            Tx::Postgres(tx) => tx.commit().await,
+        }
+    }
+}
 
 /// The id of the workspace and project a fresh install creates.
 pub const DEFAULT_WORKSPACE_ID: i64 = 1;
@@ -76,7 +154,33 @@ impl Store {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&db).await?;
-        Ok(Store { db })
+        Ok(Store {
+            db: Db::Sqlite(db),
+        })
+    }
+
+    /// Connects to PostgreSQL (`postgres://…`) and applies its migrations. Every node of a
+    /// cluster opens the same database; migrations take an advisory lock, so nodes
+    /// starting together apply them once.
+    pub async fn open_postgres(url: &str, max_connections: u32) -> Result<Self> {
+        let db = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(max_connections.max(2))
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        sqlx::migrate!("./migrations/postgres").run(&db).await?;
+        Ok(Store {
+            db: Db::Postgres(db),
+        })
+    }
+
+    /// Which engine the store is on, for logs and `/readyz`.
+    pub fn engine(&self) -> &'static str {
+        match self.db {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres(_) => "postgres",
+        }
     }
 
     pub fn users(&self) -> users::Users<'_> {
@@ -117,12 +221,15 @@ impl Store {
 
     /// Readiness: can we run a query right now?
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.db).await?;
+        on!(self.db, c => sqlx::query("SELECT 1").execute(c).await.map(|done| done.rows_affected()))?;
         Ok(())
     }
 
     pub async fn close(&self) {
-        self.db.close().await;
+        match &self.db {
+            Db::Sqlite(pool) => pool.close().await,
+            Db::Postgres(pool) => pool.close().await,
+        }
     }
 }
 
@@ -135,6 +242,10 @@ pub(crate) fn from_millis(ms: i64) -> OffsetDateTime {
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 pub(crate) fn now_millis() -> i64 {
     to_millis(OffsetDateTime::now_utc())
 }
@@ -144,13 +255,4 @@ pub fn truncate_to_millis(t: OffsetDateTime) -> OffsetDateTime {
     from_millis(to_millis(t))
 }
 
-#[cfg(test)]
-pub(crate) mod testing {
-    use super::Store;
-
-    pub async fn temp_store() -> (Store, tempfile::TempDir) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open_data_dir(dir.path()).await.expect("open store");
-        (store, dir)
-    }
-}
+pub mod testing;

@@ -37,23 +37,23 @@ pub struct Projects<'a> {
 
 impl Projects<'_> {
     pub async fn list(&self, workspace_id: i64) -> Result<Vec<Project>> {
-        let rows: Vec<ProjectRow> = sqlx::query_as(
+        let rows: Vec<ProjectRow> = on!(self.db, c => sqlx::query_as(
             "SELECT id, workspace_id, name, created_at FROM projects WHERE workspace_id = $1 ORDER BY id",
         )
         .bind(workspace_id)
-        .fetch_all(self.db)
-        .await?;
+        .fetch_all(c)
+        .await)?;
         Ok(rows.into_iter().map(Project::from).collect())
     }
 
     pub async fn get(&self, workspace_id: i64, id: i64) -> Result<Project> {
-        let row: Option<ProjectRow> = sqlx::query_as(
+        let row: Option<ProjectRow> = on!(self.db, c => sqlx::query_as(
             "SELECT id, workspace_id, name, created_at FROM projects WHERE workspace_id = $1 AND id = $2",
         )
         .bind(workspace_id)
         .bind(id)
-        .fetch_optional(self.db)
-        .await?;
+        .fetch_optional(c)
+        .await)?;
         row.map(Project::from).ok_or(StoreError::NotFound)
     }
 
@@ -65,46 +65,46 @@ impl Projects<'_> {
                 "the default project cannot be deleted".into(),
             ));
         }
-        // Take the write lock up front: a deferred transaction that reads first cannot wait
-        // its turn when it then writes (SQLite answers "busy" at once if another writer
-        // committed in between, e.g. a transcription worker).
-        let mut tx = self.db.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.db.begin_writing().await?;
         let recordings: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM recordings WHERE project_id = $1")
+            on!(tx, c => sqlx::query_scalar("SELECT COUNT(*) FROM recordings WHERE project_id = $1")
                 .bind(id)
-                .fetch_one(&mut *tx)
-                .await?;
+                .fetch_one(c)
+                .await)?;
         if recordings > 0 {
             return Err(StoreError::Conflict(format!(
                 "the project still holds {recordings} recording(s); delete or move them first"
             )));
         }
         let now = now_millis();
-        let keys: Vec<i64> = sqlx::query_scalar(
+        let keys: Vec<i64> = on!(tx, c => sqlx::query_scalar(
             "UPDATE tokens SET revoked_at = $1 WHERE project_id = $2 AND revoked_at IS NULL RETURNING id",
         )
         .bind(now)
         .bind(id)
-        .fetch_all(&mut *tx)
-        .await?;
+        .fetch_all(c)
+        .await)?;
         for key in &keys {
-            sqlx::query("INSERT INTO token_changes (token_id, changed_at) VALUES ($1, $2)")
+            on!(tx, c => sqlx::query("INSERT INTO token_changes (token_id, changed_at) VALUES ($1, $2)")
                 .bind(key)
                 .bind(now)
-                .execute(&mut *tx)
-                .await?;
+                .execute(c)
+                .await
+                .map(|done| done.rows_affected()))?;
         }
         // Keys keep their history (revoked, still listed) but no longer point at the project.
-        sqlx::query("UPDATE tokens SET project_id = NULL WHERE project_id = $1")
+        on!(tx, c => sqlx::query("UPDATE tokens SET project_id = NULL WHERE project_id = $1")
             .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        let deleted = sqlx::query("DELETE FROM projects WHERE workspace_id = $1 AND id = $2")
+            .execute(c)
+            .await
+            .map(|done| done.rows_affected()))?;
+        let deleted = on!(tx, c => sqlx::query("DELETE FROM projects WHERE workspace_id = $1 AND id = $2")
             .bind(workspace_id)
             .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        if deleted.rows_affected() == 0 {
+            .execute(c)
+            .await
+            .map(|done| done.rows_affected()))?;
+        if deleted == 0 {
             return Err(StoreError::NotFound);
         }
         tx.commit().await?;
@@ -112,15 +112,15 @@ impl Projects<'_> {
     }
 
     pub async fn create(&self, workspace_id: i64, name: &str) -> Result<Project> {
-        let row: ProjectRow = sqlx::query_as(
+        let row: ProjectRow = on!(self.db, c => sqlx::query_as(
             "INSERT INTO projects (workspace_id, name, created_at) VALUES ($1, $2, $3)
              RETURNING id, workspace_id, name, created_at",
         )
         .bind(workspace_id)
         .bind(name)
         .bind(now_millis())
-        .fetch_one(self.db)
-        .await
+        .fetch_one(c)
+        .await)
         .map_err(|e| {
             StoreError::conflict_on_unique(e, "a project with that name already exists")
         })?;

@@ -9,7 +9,7 @@ use hark_core::recordings::{RecordingStatus, Segment};
 use time::OffsetDateTime;
 
 use crate::tags::Tag;
-use crate::{Db, Result, StoreError, from_millis, now_millis, to_millis};
+use crate::{Backend, Db, Result, StoreError, Tx, from_millis, now_millis, to_millis};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recording {
@@ -205,31 +205,27 @@ impl Recordings<'_> {
             next += 1;
         }
         let count_sql = format!("SELECT COUNT(*) FROM recordings WHERE {clauses}");
-        let mut count = sqlx::query_scalar::<_, i64>(sql!("{count_sql}")).bind(user_id);
-        if let Some(p) = &pattern {
-            count = count.bind(p.clone());
-        }
-        if let Some(tag) = filter.tag_id {
-            count = count.bind(tag);
-        }
-        let total = count.fetch_one(self.db).await?;
         let (limit, offset) = (next, next + 1);
-        let mut rows = sqlx::query_as::<_, RecordingRow>(sql!(
+        let rows_sql = format!(
             "SELECT {COLUMNS} FROM recordings WHERE {clauses}
              ORDER BY created_at DESC, id DESC LIMIT ${limit} OFFSET ${offset}"
-        ))
-        .bind(user_id);
-        if let Some(p) = &pattern {
-            rows = rows.bind(p.clone());
-        }
-        if let Some(tag) = filter.tag_id {
-            rows = rows.bind(tag);
-        }
-        let rows: Vec<RecordingRow> = rows
-            .bind(page.limit())
-            .bind(page.offset())
-            .fetch_all(self.db)
-            .await?;
+        );
+        let (total, rows) = on!(self.db, c => {
+            let mut count = sqlx::query_scalar::<_, i64>(sql!("{count_sql}")).bind(user_id);
+            let mut rows = sqlx::query_as::<_, RecordingRow>(sql!("{rows_sql}")).bind(user_id);
+            if let Some(p) = &pattern {
+                count = count.bind(p.clone());
+                rows = rows.bind(p.clone());
+            }
+            if let Some(tag) = filter.tag_id {
+                count = count.bind(tag);
+                rows = rows.bind(tag);
+            }
+            let total = count.fetch_one(c).await?;
+            let rows: Vec<RecordingRow> =
+                rows.bind(page.limit()).bind(page.offset()).fetch_all(c).await?;
+            (total, rows)
+        });
         let mut tags = self.tags_of(user_id).await?;
         let recordings = rows
             .into_iter()
@@ -241,14 +237,23 @@ impl Recordings<'_> {
         Ok((recordings, u64::try_from(total).unwrap_or(0)))
     }
 
+    /// Every stored audio key, oldest recording first (for copying the audio elsewhere).
+    pub async fn blob_keys(&self) -> Result<Vec<String>> {
+        Ok(on!(self.db, c => sqlx::query_scalar(
+            "SELECT blob_key FROM recordings WHERE blob_key <> '' ORDER BY id",
+        )
+        .fetch_all(c)
+        .await)?)
+    }
+
     pub async fn get(&self, user_id: i64, id: i64) -> Result<Recording> {
-        let row: Option<RecordingRow> = sqlx::query_as(sql!(
+        let row: Option<RecordingRow> = on!(self.db, c => sqlx::query_as(sql!(
             "SELECT {COLUMNS} FROM recordings WHERE id = $1 AND user_id = $2"
         ))
         .bind(id)
         .bind(user_id)
-        .fetch_optional(self.db)
-        .await?;
+        .fetch_optional(c)
+        .await)?;
         let row = row.ok_or(StoreError::NotFound)?;
         let tags = self.tags_of(user_id).await?.remove(&id).unwrap_or_default();
         row.into_recording(tags)
@@ -258,14 +263,14 @@ impl Recordings<'_> {
     /// project, whoever owns the key. A person's own uploads are never among them, even
     /// in the same project.
     pub async fn submitted_to_project(&self, project_id: i64, id: i64) -> Result<Recording> {
-        let row: Option<RecordingRow> = sqlx::query_as(sql!(
+        let row: Option<RecordingRow> = on!(self.db, c => sqlx::query_as(sql!(
             "SELECT {COLUMNS} FROM recordings
              WHERE id = $1 AND project_id = $2 AND submitted_by_key IS NOT NULL"
         ))
         .bind(id)
         .bind(project_id)
-        .fetch_optional(self.db)
-        .await?;
+        .fetch_optional(c)
+        .await)?;
         let row = row.ok_or(StoreError::NotFound)?;
         let tags = self
             .tags_of(row.user_id)
@@ -278,10 +283,10 @@ impl Recordings<'_> {
     /// Any user's recording, for the transcription workers.
     pub async fn by_id(&self, id: i64) -> Result<Recording> {
         let row: Option<RecordingRow> =
-            sqlx::query_as(sql!("SELECT {COLUMNS} FROM recordings WHERE id = $1"))
+            on!(self.db, c => sqlx::query_as(sql!("SELECT {COLUMNS} FROM recordings WHERE id = $1"))
                 .bind(id)
-                .fetch_optional(self.db)
-                .await?;
+                .fetch_optional(c)
+                .await)?;
         let row = row.ok_or(StoreError::NotFound)?;
         let user_id = row.user_id;
         let tags = self.tags_of(user_id).await?.remove(&id).unwrap_or_default();
@@ -298,7 +303,7 @@ impl Recordings<'_> {
         mime_type: &str,
         size_bytes: i64,
     ) -> Result<()> {
-        let updated = sqlx::query(
+        let updated = on!(self.db, c => sqlx::query(
             "UPDATE recordings SET blob_key = $1, mime_type = $2, size_bytes = $3, updated_at = $4
              WHERE id = $5 AND blob_key = ''",
         )
@@ -307,9 +312,10 @@ impl Recordings<'_> {
         .bind(size_bytes)
         .bind(now_millis())
         .bind(id)
-        .execute(self.db)
-        .await?;
-        if updated.rows_affected() == 0 {
+        .execute(c)
+        .await
+        .map(|done| done.rows_affected()))?;
+        if updated == 0 {
             return Err(StoreError::NotFound);
         }
         Ok(())
@@ -318,11 +324,11 @@ impl Recordings<'_> {
     /// The transcript segments, once the engine has produced them.
     pub async fn transcript(&self, user_id: i64, id: i64) -> Result<Option<Vec<Segment>>> {
         let stored: Option<Option<String>> =
-            sqlx::query_scalar("SELECT transcript FROM recordings WHERE id = $1 AND user_id = $2")
+            on!(self.db, c => sqlx::query_scalar("SELECT transcript FROM recordings WHERE id = $1 AND user_id = $2")
                 .bind(id)
                 .bind(user_id)
-                .fetch_optional(self.db)
-                .await?;
+                .fetch_optional(c)
+                .await)?;
         match stored.ok_or(StoreError::NotFound)? {
             None => Ok(None),
             Some(json) => serde_json::from_str(&json)
@@ -336,16 +342,18 @@ impl Recordings<'_> {
     pub async fn delete(&self, user_id: i64, id: i64) -> Result<Recording> {
         let recording = self.get(user_id, id).await?;
         let mut tx = self.db.begin().await?;
-        sqlx::query("DELETE FROM recordings WHERE id = $1 AND user_id = $2")
+        on!(tx, c => sqlx::query("DELETE FROM recordings WHERE id = $1 AND user_id = $2")
             .bind(id)
             .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
+            .execute(c)
+            .await
+            .map(|done| done.rows_affected()))?;
         // Deliveries carry the recording's title and transcript: they go with it.
-        sqlx::query("DELETE FROM webhook_deliveries WHERE recording_id = $1")
+        on!(tx, c => sqlx::query("DELETE FROM webhook_deliveries WHERE recording_id = $1")
             .bind(id)
-            .execute(&mut *tx)
-            .await?;
+            .execute(c)
+            .await
+            .map(|done| done.rows_affected()))?;
         tx.commit().await?;
         Ok(recording)
     }
@@ -381,10 +389,19 @@ impl Recordings<'_> {
         if let Some(pattern) = text(&search.keyword) {
             let p = placeholder(&mut binds, Bound::Text(pattern));
             let in_title = format!("LOWER(title) LIKE {p} ESCAPE '\\'");
-            let in_transcript = format!(
-                "EXISTS (SELECT 1 FROM json_each(recordings.transcript) AS segment
-                 WHERE LOWER(json_extract(segment.value, '$.text')) LIKE {p} ESCAPE '\\')"
-            );
+            // Each engine walks the stored JSON array its own way.
+            let segment_text = match self.db.backend() {
+                Backend::Sqlite(_) => {
+                    "json_each(recordings.transcript) AS segment
+                     WHERE LOWER(json_extract(segment.value, '$.text'))"
+                }
+                Backend::Postgres(_) => {
+                    "jsonb_array_elements(recordings.transcript::jsonb) AS segment
+                     WHERE LOWER(segment->>'text')"
+                }
+            };
+            let in_transcript =
+                format!("EXISTS (SELECT 1 FROM {segment_text} LIKE {p} ESCAPE '\\')");
             clauses.push_str(&match search.scope {
                 KeywordScope::Title => format!(" AND {in_title}"),
                 KeywordScope::Transcript => format!(" AND {in_transcript}"),
@@ -401,17 +418,20 @@ impl Recordings<'_> {
         }
         let limit = placeholder(&mut binds, Bound::Int(i64::from(search.limit)));
         let offset = placeholder(&mut binds, Bound::Int(i64::from(search.offset)));
-        let mut query = sqlx::query_as::<_, RecordingRow>(sql!(
+        let rows_sql = format!(
             "SELECT {COLUMNS} FROM recordings WHERE {clauses}
              ORDER BY created_at DESC, id DESC LIMIT {limit} OFFSET {offset}"
-        ));
-        for value in binds {
-            query = match value {
-                Bound::Int(v) => query.bind(v),
-                Bound::Text(v) => query.bind(v),
-            };
-        }
-        let rows = query.fetch_all(self.db).await?;
+        );
+        let rows = on!(self.db, c => {
+            let mut query = sqlx::query_as::<_, RecordingRow>(sql!("{rows_sql}"));
+            for value in binds {
+                query = match value {
+                    Bound::Int(v) => query.bind(v),
+                    Bound::Text(v) => query.bind(v),
+                };
+            }
+            query.fetch_all(c).await?
+        });
         let mut tags: HashMap<i64, HashMap<i64, Vec<Tag>>> = HashMap::new();
         let mut recordings = Vec::with_capacity(rows.len());
         for row in rows {
@@ -429,15 +449,15 @@ impl Recordings<'_> {
 
     /// How many recordings a user has, their total known duration and the newest one.
     pub async fn usage(&self, user_id: i64) -> Result<Usage> {
-        let (count, seconds, latest): (i64, Option<f64>, Option<i64>) = sqlx::query_as(
+        let (count, seconds, latest): (i64, Option<f64>, Option<i64>) = on!(self.db, c => sqlx::query_as(
             "SELECT COUNT(*), SUM(duration_seconds),
                  (SELECT id FROM recordings WHERE user_id = $1
                   ORDER BY created_at DESC, id DESC LIMIT 1)
              FROM recordings WHERE user_id = $1",
         )
         .bind(user_id)
-        .fetch_one(self.db)
-        .await?;
+        .fetch_one(c)
+        .await)?;
         Ok(Usage {
             count,
             seconds: seconds.unwrap_or(0.0),
@@ -447,16 +467,17 @@ impl Recordings<'_> {
 
     /// Gives one of `user_id`'s recordings a new (already validated) title.
     pub async fn rename(&self, user_id: i64, id: i64, title: &str) -> Result<Recording> {
-        let updated = sqlx::query(
+        let updated = on!(self.db, c => sqlx::query(
             "UPDATE recordings SET title = $1, updated_at = $2 WHERE id = $3 AND user_id = $4",
         )
         .bind(title)
         .bind(now_millis())
         .bind(id)
         .bind(user_id)
-        .execute(self.db)
-        .await?;
-        if updated.rows_affected() == 0 {
+        .execute(c)
+        .await
+        .map(|done| done.rows_affected()))?;
+        if updated == 0 {
             return Err(StoreError::NotFound);
         }
         self.get(user_id, id).await
@@ -464,14 +485,14 @@ impl Recordings<'_> {
 
     /// All of a user's tag links, by recording. A user has few tags; one query beats N.
     async fn tags_of(&self, user_id: i64) -> Result<HashMap<i64, Vec<Tag>>> {
-        let rows: Vec<(i64, i64, String, String)> = sqlx::query_as(
+        let rows: Vec<(i64, i64, String, String)> = on!(self.db, c => sqlx::query_as(
             "SELECT rt.recording_id, t.id, t.name, t.color
              FROM recording_tags rt JOIN tags t ON t.id = rt.tag_id
              WHERE t.user_id = $1 ORDER BY t.name",
         )
         .bind(user_id)
-        .fetch_all(self.db)
-        .await?;
+        .fetch_all(c)
+        .await)?;
         let mut by_recording: HashMap<i64, Vec<Tag>> = HashMap::new();
         for (recording_id, id, name, color) in rows {
             by_recording
@@ -484,11 +505,11 @@ impl Recordings<'_> {
 }
 
 pub(crate) async fn insert(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut Tx,
     new: &NewRecording,
 ) -> Result<Recording> {
     let now = now_millis();
-    let row: RecordingRow = sqlx::query_as(sql!(
+    let row: RecordingRow = on!(tx, c => sqlx::query_as(sql!(
         "INSERT INTO recordings (user_id, project_id, title, status, original_filename, mime_type,
              size_bytes, blob_key, language, created_at, updated_at, submitted_by_key, source_url)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12) RETURNING {COLUMNS}"
@@ -505,8 +526,8 @@ pub(crate) async fn insert(
     .bind(now)
     .bind(new.submitted_by_key)
     .bind(new.source_url.as_deref())
-    .fetch_one(&mut **tx)
-    .await?;
+    .fetch_one(c)
+    .await)?;
     row.into_recording(Vec::new())
 }
 

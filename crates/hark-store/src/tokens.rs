@@ -7,7 +7,7 @@ use hark_core::scopes::Scopes;
 use hark_core::tokens::{TokenHash, TokenKind, TokenStatus};
 use time::{Duration, OffsetDateTime};
 
-use crate::{Db, Result, StoreError, from_millis, now_millis, to_millis};
+use crate::{Db, Result, StoreError, Tx, from_millis, now_millis, to_millis};
 
 /// What is needed to store a new token. The plaintext is not here: only its hash.
 #[derive(Debug, Clone)]
@@ -168,7 +168,7 @@ pub struct Tokens<'a> {
 impl Tokens<'_> {
     pub async fn create(&self, new: &NewToken) -> Result<TokenRecord> {
         let mut tx = self.db.begin().await?;
-        let id: i64 = sqlx::query_scalar(
+        let id: i64 = on!(tx, c => sqlx::query_scalar(
             "INSERT INTO tokens (kind, name, scopes, user_id, workspace_id, project_id, hint, created_at, expires_at, requests_per_minute, parent_id, temporary)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
         )
@@ -184,13 +184,14 @@ impl Tokens<'_> {
         .bind(new.requests_per_minute.map(i64::from))
         .bind(new.parent_id)
         .bind(new.temporary)
-        .fetch_one(&mut *tx)
-        .await?;
-        sqlx::query("INSERT INTO token_secrets (hash, token_id) VALUES ($1, $2)")
+        .fetch_one(c)
+        .await)?;
+        on!(tx, c => sqlx::query("INSERT INTO token_secrets (hash, token_id) VALUES ($1, $2)")
             .bind(new.hash.as_bytes())
             .bind(id)
-            .execute(&mut *tx)
-            .await?;
+            .execute(c)
+            .await
+            .map(|done| done.rows_affected()))?;
         tx.commit().await?;
         self.get(id).await
     }
@@ -198,7 +199,7 @@ impl Tokens<'_> {
     /// Looks a presented secret up by its hash. Callers decide what expiry, revocation and
     /// retirement mean; this only reports them.
     pub async fn find_secret(&self, hash: &TokenHash) -> Result<Option<SecretMatch>> {
-        let row: Option<SecretRow> = sqlx::query_as(sql!(
+        let row: Option<SecretRow> = on!(self.db, c => sqlx::query_as(sql!(
             "SELECT {TOKEN_COLUMNS}, u.role, s.retires_at,
                     p.revoked_at AS parent_revoked_at, p.expires_at AS parent_expires_at
              FROM token_secrets s
@@ -208,8 +209,8 @@ impl Tokens<'_> {
              WHERE s.hash = $1"
         ))
         .bind(hash.as_bytes())
-        .fetch_optional(self.db)
-        .await?;
+        .fetch_optional(c)
+        .await)?;
         row.map(|r| {
             Ok(SecretMatch {
                 role: Role::from_str(&r.role).map_err(StoreError::corrupt)?,
@@ -225,23 +226,23 @@ impl Tokens<'_> {
     }
 
     pub async fn get(&self, id: i64) -> Result<TokenRecord> {
-        let row: Option<TokenRow> = sqlx::query_as(sql!(
+        let row: Option<TokenRow> = on!(self.db, c => sqlx::query_as(sql!(
             "SELECT {TOKEN_COLUMNS} FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.id = $1"
         ))
         .bind(id)
-        .fetch_optional(self.db)
-        .await?;
+        .fetch_optional(c)
+        .await)?;
         row.ok_or(StoreError::NotFound)?.try_into()
     }
 
     /// Newest first.
     pub async fn list_for_user(&self, user_id: i64) -> Result<Vec<TokenRecord>> {
-        let rows: Vec<TokenRow> = sqlx::query_as(sql!(
+        let rows: Vec<TokenRow> = on!(self.db, c => sqlx::query_as(sql!(
             "SELECT {TOKEN_COLUMNS} FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.user_id = $1 AND NOT t.temporary ORDER BY t.created_at DESC, t.id DESC"
         ))
         .bind(user_id)
-        .fetch_all(self.db)
-        .await?;
+        .fetch_all(c)
+        .await)?;
         rows.into_iter().map(TryInto::try_into).collect()
     }
 
@@ -251,41 +252,41 @@ impl Tokens<'_> {
         let now = now_millis();
         let active =
             "NOT temporary AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)";
-        let of_user: i64 = sqlx::query_scalar(sql!(
+        let of_user: i64 = on!(self.db, c => sqlx::query_scalar(sql!(
             "SELECT COUNT(*) FROM tokens WHERE user_id = $1 AND {active}"
         ))
         .bind(user_id)
         .bind(now)
-        .fetch_one(self.db)
-        .await?;
-        let of_workspace: i64 = sqlx::query_scalar(sql!(
+        .fetch_one(c)
+        .await)?;
+        let of_workspace: i64 = on!(self.db, c => sqlx::query_scalar(sql!(
             "SELECT COUNT(*) FROM tokens WHERE workspace_id = $1 AND {active}"
         ))
         .bind(workspace_id)
         .bind(now)
-        .fetch_one(self.db)
-        .await?;
+        .fetch_one(c)
+        .await)?;
         Ok((of_user, of_workspace))
     }
 
     /// A project's keys, newest first.
     pub async fn list_for_project(&self, project_id: i64) -> Result<Vec<TokenRecord>> {
-        let rows: Vec<TokenRow> = sqlx::query_as(sql!(
+        let rows: Vec<TokenRow> = on!(self.db, c => sqlx::query_as(sql!(
             "SELECT {TOKEN_COLUMNS} FROM tokens t JOIN users u ON u.id = t.user_id
              WHERE t.kind = 'project' AND t.project_id = $1 AND NOT t.temporary ORDER BY t.created_at DESC, t.id DESC"
         ))
         .bind(project_id)
-        .fetch_all(self.db)
-        .await?;
+        .fetch_all(c)
+        .await)?;
         rows.into_iter().map(TryInto::try_into).collect()
     }
 
     pub async fn list_all(&self) -> Result<Vec<TokenRecord>> {
-        let rows: Vec<TokenRow> = sqlx::query_as(sql!(
+        let rows: Vec<TokenRow> = on!(self.db, c => sqlx::query_as(sql!(
             "SELECT {TOKEN_COLUMNS} FROM tokens t JOIN users u ON u.id = t.user_id ORDER BY t.created_at DESC, t.id DESC"
         ))
-        .fetch_all(self.db)
-        .await?;
+        .fetch_all(c)
+        .await)?;
         rows.into_iter().map(TryInto::try_into).collect()
     }
 
@@ -293,15 +294,16 @@ impl Tokens<'_> {
     pub async fn revoke(&self, id: i64, by_user: Option<i64>) -> Result<TokenRecord> {
         let mut tx = self.db.begin().await?;
         let now = now_millis();
-        let updated = sqlx::query(
+        let updated = on!(tx, c => sqlx::query(
             "UPDATE tokens SET revoked_at = $1, revoked_by = $2 WHERE id = $3 AND revoked_at IS NULL",
         )
         .bind(now)
         .bind(by_user)
         .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() == 1 {
+        .execute(c)
+        .await
+        .map(|done| done.rows_affected()))?;
+        if updated == 1 {
             record_change(&mut tx, id, now).await?;
         }
         tx.commit().await?;
@@ -321,35 +323,40 @@ impl Tokens<'_> {
         let now_ms = to_millis(now);
         let retire_ms = to_millis(now + grace);
         if grace.is_zero() {
-            sqlx::query("DELETE FROM token_secrets WHERE token_id = $1")
+            on!(tx, c => sqlx::query("DELETE FROM token_secrets WHERE token_id = $1")
                 .bind(id)
-                .execute(&mut *tx)
-                .await?;
+                .execute(c)
+                .await
+                .map(|done| done.rows_affected()))?;
         } else {
-            sqlx::query(
+            on!(tx, c => sqlx::query(
                 "UPDATE token_secrets SET retires_at = $1
                  WHERE token_id = $2 AND (retires_at IS NULL OR retires_at > $1)",
             )
             .bind(retire_ms)
             .bind(id)
-            .execute(&mut *tx)
-            .await?;
+            .execute(c)
+            .await
+            .map(|done| done.rows_affected()))?;
         }
-        sqlx::query("DELETE FROM token_secrets WHERE token_id = $1 AND retires_at <= $2")
+        on!(tx, c => sqlx::query("DELETE FROM token_secrets WHERE token_id = $1 AND retires_at <= $2")
             .bind(id)
             .bind(now_ms)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("INSERT INTO token_secrets (hash, token_id) VALUES ($1, $2)")
+            .execute(c)
+            .await
+            .map(|done| done.rows_affected()))?;
+        on!(tx, c => sqlx::query("INSERT INTO token_secrets (hash, token_id) VALUES ($1, $2)")
             .bind(new_hash.as_bytes())
             .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE tokens SET hint = $1 WHERE id = $2")
+            .execute(c)
+            .await
+            .map(|done| done.rows_affected()))?;
+        on!(tx, c => sqlx::query("UPDATE tokens SET hint = $1 WHERE id = $2")
             .bind(new_hint)
             .bind(id)
-            .execute(&mut *tx)
-            .await?;
+            .execute(c)
+            .await
+            .map(|done| done.rows_affected()))?;
         record_change(&mut tx, id, now_ms).await?;
         tx.commit().await?;
         self.get(id).await
@@ -362,15 +369,16 @@ impl Tokens<'_> {
         }
         let mut tx = self.db.begin().await?;
         for u in uses {
-            sqlx::query(
+            on!(tx, c => sqlx::query(
                 "UPDATE tokens SET last_used_at = $1, last_used_ip = $2
                  WHERE id = $3 AND (last_used_at IS NULL OR last_used_at < $1)",
             )
             .bind(to_millis(u.at))
             .bind(u.ip.as_deref())
             .bind(u.token_id)
-            .execute(&mut *tx)
-            .await?;
+            .execute(c)
+            .await
+            .map(|done| done.rows_affected()))?;
         }
         tx.commit().await?;
         Ok(())
@@ -379,41 +387,42 @@ impl Tokens<'_> {
     /// The newest change sequence number (0 when none): where a fresh cache starts watching.
     pub async fn latest_change(&self) -> Result<i64> {
         Ok(
-            sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(seq) FROM token_changes")
-                .fetch_one(self.db)
-                .await?
+            on!(self.db, c => sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(seq) FROM token_changes")
+                .fetch_one(c)
+                .await)?
                 .unwrap_or(0),
         )
     }
 
     /// Changes after `seq`, oldest first, as (seq, token id).
     pub async fn changes_since(&self, seq: i64) -> Result<Vec<(i64, i64)>> {
-        Ok(sqlx::query_as(
+        Ok(on!(self.db, c => sqlx::query_as(
             "SELECT seq, token_id FROM token_changes WHERE seq > $1 ORDER BY seq LIMIT 10000",
         )
         .bind(seq)
-        .fetch_all(self.db)
-        .await?)
+        .fetch_all(c)
+        .await)?)
     }
 }
 
 async fn record_change(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut Tx,
     token_id: i64,
     at_ms: i64,
 ) -> Result<()> {
-    sqlx::query("INSERT INTO token_changes (token_id, changed_at) VALUES ($1, $2)")
+    on!(tx, c => sqlx::query("INSERT INTO token_changes (token_id, changed_at) VALUES ($1, $2)")
         .bind(token_id)
         .bind(at_ms)
-        .execute(&mut **tx)
-        .await?;
+        .execute(c)
+        .await
+        .map(|done| done.rows_affected()))?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::temp_store;
+    use crate::testing::on_each_backend;
     use hark_core::tokens::generate;
 
     /// A personal token's secret and the request to store it; tests adjust fields.
@@ -450,176 +459,184 @@ mod tests {
 
     #[tokio::test]
     async fn a_temporary_key_reports_its_parent_and_is_not_listed() {
-        let (store, _dir) = temp_store().await;
-        let user = store
-            .users()
-            .create("ada", "x", Role::Member)
-            .await
-            .unwrap();
-        let (_, parent) = new_token(&store, user.id).await;
-        let (generated, request) = token_request(user.id, TokenKind::Project);
-        let child = store
-            .tokens()
-            .create(&NewToken {
-                name: "temporary".into(),
-                scopes: [hark_core::scopes::Scope::Realtime].into_iter().collect(),
-                expires_at: Some(OffsetDateTime::now_utc() + Duration::minutes(1)),
-                parent_id: Some(parent.id),
-                temporary: true,
-                ..request
-            })
-            .await
-            .unwrap();
-        assert!(child.temporary);
-        let found = store.tokens().find_secret(&generated.hash).await.unwrap();
-        let state = found.unwrap().parent.unwrap();
-        assert_eq!(state.revoked_at, None);
-        store
-            .tokens()
-            .revoke(parent.id, Some(user.id))
-            .await
-            .unwrap();
-        let found = store.tokens().find_secret(&generated.hash).await.unwrap();
-        assert!(found.unwrap().parent.unwrap().revoked_at.is_some());
-        let listed = store.tokens().list_for_user(user.id).await.unwrap();
-        assert!(listed.iter().all(|t| t.id != child.id));
-        assert_eq!(
-            store.tokens().count_active(user.id, 1).await.unwrap(),
-            (0, 0)
-        );
+        on_each_backend(async |store| {
+            let user = store
+                .users()
+                .create("ada", "x", Role::Member)
+                .await
+                .unwrap();
+            let (_, parent) = new_token(&store, user.id).await;
+            let (generated, request) = token_request(user.id, TokenKind::Project);
+            let child = store
+                .tokens()
+                .create(&NewToken {
+                    name: "temporary".into(),
+                    scopes: [hark_core::scopes::Scope::Realtime].into_iter().collect(),
+                    expires_at: Some(OffsetDateTime::now_utc() + Duration::minutes(1)),
+                    parent_id: Some(parent.id),
+                    temporary: true,
+                    ..request
+                })
+                .await
+                .unwrap();
+            assert!(child.temporary);
+            let found = store.tokens().find_secret(&generated.hash).await.unwrap();
+            let state = found.unwrap().parent.unwrap();
+            assert_eq!(state.revoked_at, None);
+            store
+                .tokens()
+                .revoke(parent.id, Some(user.id))
+                .await
+                .unwrap();
+            let found = store.tokens().find_secret(&generated.hash).await.unwrap();
+            assert!(found.unwrap().parent.unwrap().revoked_at.is_some());
+            let listed = store.tokens().list_for_user(user.id).await.unwrap();
+            assert!(listed.iter().all(|t| t.id != child.id));
+            assert_eq!(
+                store.tokens().count_active(user.id, 1).await.unwrap(),
+                (0, 0)
+            );
+        })
+        .await;
     }
 
     #[tokio::test]
     async fn create_find_revoke_and_change_log() {
-        let (store, _dir) = temp_store().await;
-        let user = store
-            .users()
-            .create("ada", "x", Role::Member)
-            .await
-            .unwrap();
-        let (generated, record) = new_token(&store, user.id).await;
-        assert_eq!(record.owner_username, "ada");
-        let found = store
-            .tokens()
-            .find_secret(&generated.hash)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!((&found.record, found.role), (&record, Role::Member));
-        assert_eq!(store.tokens().latest_change().await.unwrap(), 0);
+        on_each_backend(async |store| {
+            let user = store
+                .users()
+                .create("ada", "x", Role::Member)
+                .await
+                .unwrap();
+            let (generated, record) = new_token(&store, user.id).await;
+            assert_eq!(record.owner_username, "ada");
+            let found = store
+                .tokens()
+                .find_secret(&generated.hash)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!((&found.record, found.role), (&record, Role::Member));
+            assert_eq!(store.tokens().latest_change().await.unwrap(), 0);
 
-        let revoked = store
-            .tokens()
-            .revoke(record.id, Some(user.id))
-            .await
-            .unwrap();
-        assert_eq!(
-            revoked.status(OffsetDateTime::now_utc()),
-            TokenStatus::Revoked
-        );
-        let again = store.tokens().revoke(record.id, None).await.unwrap();
-        assert_eq!(
-            again.revoked_at, revoked.revoked_at,
-            "second revoke keeps the first"
-        );
-        assert_eq!(
-            store.tokens().changes_since(0).await.unwrap(),
-            vec![(1, record.id)]
-        );
-        assert!(matches!(
-            store.tokens().revoke(999, None).await,
-            Err(StoreError::NotFound)
-        ));
+            let revoked = store
+                .tokens()
+                .revoke(record.id, Some(user.id))
+                .await
+                .unwrap();
+            assert_eq!(
+                revoked.status(OffsetDateTime::now_utc()),
+                TokenStatus::Revoked
+            );
+            let again = store.tokens().revoke(record.id, None).await.unwrap();
+            assert_eq!(
+                again.revoked_at, revoked.revoked_at,
+                "second revoke keeps the first"
+            );
+            assert_eq!(
+                store.tokens().changes_since(0).await.unwrap(),
+                vec![(1, record.id)]
+            );
+            assert!(matches!(
+                store.tokens().revoke(999, None).await,
+                Err(StoreError::NotFound)
+            ));
+        })
+        .await;
     }
 
     #[tokio::test]
     async fn rotation_keeps_the_old_secret_only_for_the_grace() {
-        let (store, _dir) = temp_store().await;
-        let user = store
-            .users()
-            .create("bo", "x", Role::Developer)
-            .await
-            .unwrap();
-        let (first, record) = new_token(&store, user.id).await;
-        let second = generate(TokenKind::Personal);
-        let rotated = store
-            .tokens()
-            .rotate(record.id, &second.hash, &second.hint, Duration::hours(1))
-            .await
-            .unwrap();
-        assert_eq!(rotated.hint, second.hint);
-        let old = store
-            .tokens()
-            .find_secret(&first.hash)
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(old.secret_retires_at.is_some());
-        assert!(
-            store
-                .tokens()
-                .find_secret(&second.hash)
+        on_each_backend(async |store| {
+            let user = store
+                .users()
+                .create("bo", "x", Role::Developer)
                 .await
-                .unwrap()
-                .unwrap()
-                .secret_retires_at
-                .is_none()
-        );
-
-        let third = generate(TokenKind::Personal);
-        store
-            .tokens()
-            .rotate(record.id, &third.hash, &third.hint, Duration::ZERO)
-            .await
-            .unwrap();
-        assert!(
-            store
+                .unwrap();
+            let (first, record) = new_token(&store, user.id).await;
+            let second = generate(TokenKind::Personal);
+            let rotated = store
+                .tokens()
+                .rotate(record.id, &second.hash, &second.hint, Duration::hours(1))
+                .await
+                .unwrap();
+            assert_eq!(rotated.hint, second.hint);
+            let old = store
                 .tokens()
                 .find_secret(&first.hash)
                 .await
                 .unwrap()
-                .is_none()
-        );
-        assert!(
+                .unwrap();
+            assert!(old.secret_retires_at.is_some());
+            assert!(
+                store
+                    .tokens()
+                    .find_secret(&second.hash)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .secret_retires_at
+                    .is_none()
+            );
+
+            let third = generate(TokenKind::Personal);
             store
                 .tokens()
-                .find_secret(&second.hash)
+                .rotate(record.id, &third.hash, &third.hint, Duration::ZERO)
                 .await
-                .unwrap()
-                .is_none()
-        );
-        assert!(
-            store
-                .tokens()
-                .find_secret(&third.hash)
-                .await
-                .unwrap()
-                .is_some()
-        );
+                .unwrap();
+            assert!(
+                store
+                    .tokens()
+                    .find_secret(&first.hash)
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+            assert!(
+                store
+                    .tokens()
+                    .find_secret(&second.hash)
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+            assert!(
+                store
+                    .tokens()
+                    .find_secret(&third.hash)
+                    .await
+                    .unwrap()
+                    .is_some()
+            );
+        })
+        .await;
     }
 
     #[tokio::test]
     async fn uses_never_move_backwards() {
-        let (store, _dir) = temp_store().await;
-        let user = store.users().create("cy", "x", Role::Admin).await.unwrap();
-        let (_, record) = new_token(&store, user.id).await;
-        let later = crate::truncate_to_millis(OffsetDateTime::now_utc());
-        let earlier = later - Duration::minutes(5);
-        let uses = [
-            TokenUse {
-                token_id: record.id,
-                at: later,
-                ip: Some("127.0.0.1".into()),
-            },
-            TokenUse {
-                token_id: record.id,
-                at: earlier,
-                ip: Some("10.0.0.1".into()),
-            },
-        ];
-        store.tokens().record_uses(&uses).await.unwrap();
-        let got = store.tokens().get(record.id).await.unwrap();
-        assert_eq!(got.last_used_at, Some(later));
-        assert_eq!(got.last_used_ip.as_deref(), Some("127.0.0.1"));
+        on_each_backend(async |store| {
+            let user = store.users().create("cy", "x", Role::Admin).await.unwrap();
+            let (_, record) = new_token(&store, user.id).await;
+            let later = crate::truncate_to_millis(OffsetDateTime::now_utc());
+            let earlier = later - Duration::minutes(5);
+            let uses = [
+                TokenUse {
+                    token_id: record.id,
+                    at: later,
+                    ip: Some("127.0.0.1".into()),
+                },
+                TokenUse {
+                    token_id: record.id,
+                    at: earlier,
+                    ip: Some("10.0.0.1".into()),
+                },
+            ];
+            store.tokens().record_uses(&uses).await.unwrap();
+            let got = store.tokens().get(record.id).await.unwrap();
+            assert_eq!(got.last_used_at, Some(later));
+            assert_eq!(got.last_used_ip.as_deref(), Some("127.0.0.1"));
+        })
+        .await;
     }
 }

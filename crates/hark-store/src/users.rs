@@ -56,7 +56,7 @@ pub struct Users<'a> {
 impl Users<'_> {
     /// `password_hash` is a PHC string made by the caller; the store never sees a password.
     pub async fn create(&self, username: &str, password_hash: &str, role: Role) -> Result<User> {
-        let row: UserRow = sqlx::query_as(sql!(
+        let row: UserRow = on!(self.db, c => sqlx::query_as(sql!(
             "INSERT INTO users (workspace_id, username, password_hash, role, created_at)
              VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
         ))
@@ -65,8 +65,8 @@ impl Users<'_> {
         .bind(password_hash)
         .bind(role.as_str())
         .bind(now_millis())
-        .fetch_one(self.db)
-        .await
+        .fetch_one(c)
+        .await)
         .map_err(|e| {
             StoreError::conflict_on_unique(e, "a user with that username already exists")
         })?;
@@ -80,7 +80,7 @@ impl Users<'_> {
         username: &str,
         password_hash: &str,
     ) -> Result<Option<User>> {
-        let row: Option<UserRow> = sqlx::query_as(sql!(
+        let row: Option<UserRow> = on!(self.db, c => sqlx::query_as(sql!(
             "INSERT INTO users (workspace_id, username, password_hash, role, created_at)
              SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM users)
              RETURNING {COLUMNS}"
@@ -90,28 +90,28 @@ impl Users<'_> {
         .bind(password_hash)
         .bind(Role::Admin.as_str())
         .bind(now_millis())
-        .fetch_optional(self.db)
-        .await?;
+        .fetch_optional(c)
+        .await)?;
         row.map(|r| Ok(r.into_credentials()?.user)).transpose()
     }
 
     pub async fn credentials(&self, username: &str) -> Result<Option<Credentials>> {
-        let row: Option<UserRow> = sqlx::query_as(sql!(
+        let row: Option<UserRow> = on!(self.db, c => sqlx::query_as(sql!(
             "SELECT {COLUMNS} FROM users WHERE username = $1 AND removed_at IS NULL"
         ))
         .bind(username)
-        .fetch_optional(self.db)
-        .await?;
+        .fetch_optional(c)
+        .await)?;
         row.map(UserRow::into_credentials).transpose()
     }
 
     pub async fn by_id(&self, id: i64) -> Result<User> {
-        let row: Option<UserRow> = sqlx::query_as(sql!(
+        let row: Option<UserRow> = on!(self.db, c => sqlx::query_as(sql!(
             "SELECT {COLUMNS} FROM users WHERE id = $1 AND removed_at IS NULL"
         ))
         .bind(id)
-        .fetch_optional(self.db)
-        .await?;
+        .fetch_optional(c)
+        .await)?;
         Ok(row.ok_or(StoreError::NotFound)?.into_credentials()?.user)
     }
 
@@ -127,33 +127,35 @@ impl Users<'_> {
     /// everywhere drop what they knew about the old role.
     pub async fn set_role(&self, user_id: i64, role: Role) -> Result<()> {
         let mut tx = self.db.begin().await?;
-        let updated = sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
+        let updated = on!(tx, c => sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
             .bind(role.as_str())
             .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
-        if updated.rows_affected() == 0 {
+            .execute(c)
+            .await
+            .map(|done| done.rows_affected()))?;
+        if updated == 0 {
             return Err(StoreError::NotFound);
         }
-        sqlx::query(
+        on!(tx, c => sqlx::query(
             "INSERT INTO token_changes (token_id, changed_at) SELECT id, $1 FROM tokens WHERE user_id = $2",
         )
         .bind(now_millis())
         .bind(user_id)
-        .execute(&mut *tx)
-        .await?;
+        .execute(c)
+        .await
+        .map(|done| done.rows_affected()))?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Everyone in a workspace, oldest first.
     pub async fn list(&self, workspace_id: i64) -> Result<Vec<User>> {
-        let rows: Vec<UserRow> = sqlx::query_as(sql!(
+        let rows: Vec<UserRow> = on!(self.db, c => sqlx::query_as(sql!(
             "SELECT {COLUMNS} FROM users WHERE workspace_id = $1 AND removed_at IS NULL ORDER BY id"
         ))
         .bind(workspace_id)
-        .fetch_all(self.db)
-        .await?;
+        .fetch_all(c)
+        .await)?;
         rows.into_iter()
             .map(|r| Ok(r.into_credentials()?.user))
             .collect()
@@ -166,39 +168,42 @@ impl Users<'_> {
         let now = now_millis();
         let mut tx = self.db.begin().await?;
         let updated =
-            sqlx::query("UPDATE users SET removed_at = $1 WHERE id = $2 AND removed_at IS NULL")
+            on!(tx, c => sqlx::query("UPDATE users SET removed_at = $1 WHERE id = $2 AND removed_at IS NULL")
                 .bind(now)
                 .bind(user_id)
-                .execute(&mut *tx)
-                .await?;
-        if updated.rows_affected() == 0 {
+                .execute(c)
+                .await
+                .map(|done| done.rows_affected()))?;
+        if updated == 0 {
             return Err(StoreError::NotFound);
         }
-        let tokens: Vec<i64> = sqlx::query_scalar(
+        let tokens: Vec<i64> = on!(tx, c => sqlx::query_scalar(
             "UPDATE tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL RETURNING id",
         )
         .bind(now)
         .bind(user_id)
-        .fetch_all(&mut *tx)
-        .await?;
-        sqlx::query(
+        .fetch_all(c)
+        .await)?;
+        on!(tx, c => sqlx::query(
             "INSERT INTO token_changes (token_id, changed_at) SELECT id, $1 FROM tokens WHERE user_id = $2",
         )
         .bind(now)
         .bind(user_id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("DELETE FROM web_sessions WHERE user_id = $1")
+        .execute(c)
+        .await
+        .map(|done| done.rows_affected()))?;
+        on!(tx, c => sqlx::query("DELETE FROM web_sessions WHERE user_id = $1")
             .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
+            .execute(c)
+            .await
+            .map(|done| done.rows_affected()))?;
         tx.commit().await?;
         Ok(tokens)
     }
 
     pub async fn count(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users")
-            .fetch_one(self.db)
-            .await?)
+        Ok(on!(self.db, c => sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(c)
+            .await)?)
     }
 }

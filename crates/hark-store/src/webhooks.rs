@@ -185,7 +185,7 @@ pub struct Webhooks<'a> {
 
 impl Webhooks<'_> {
     pub async fn create(&self, new: &NewWebhook) -> Result<Webhook> {
-        let row: WebhookRow = sqlx::query_as(sql!(
+        let row: WebhookRow = on!(self.db, c => sqlx::query_as(sql!(
             "INSERT INTO webhooks (user_id, url, description, events, secret, created_at)
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING {WEBHOOK_COLUMNS}"
         ))
@@ -195,32 +195,32 @@ impl Webhooks<'_> {
         .bind(new.events.join(","))
         .bind(&new.secret)
         .bind(now_millis())
-        .fetch_one(self.db)
-        .await?;
+        .fetch_one(c)
+        .await)?;
         Ok(row.into_webhook())
     }
 
     /// A user's webhooks (deleted ones are gone), oldest first.
     pub async fn list(&self, user_id: i64) -> Result<Vec<Webhook>> {
-        let rows: Vec<WebhookRow> = sqlx::query_as(sql!(
+        let rows: Vec<WebhookRow> = on!(self.db, c => sqlx::query_as(sql!(
             "SELECT {WEBHOOK_COLUMNS} FROM webhooks
              WHERE user_id = $1 AND deleted_at IS NULL ORDER BY id"
         ))
         .bind(user_id)
-        .fetch_all(self.db)
-        .await?;
+        .fetch_all(c)
+        .await)?;
         Ok(rows.into_iter().map(WebhookRow::into_webhook).collect())
     }
 
     pub async fn get(&self, user_id: i64, id: i64) -> Result<Webhook> {
-        let row: Option<WebhookRow> = sqlx::query_as(sql!(
+        let row: Option<WebhookRow> = on!(self.db, c => sqlx::query_as(sql!(
             "SELECT {WEBHOOK_COLUMNS} FROM webhooks
              WHERE id = $1 AND user_id = $2 AND deleted_at IS NULL"
         ))
         .bind(id)
         .bind(user_id)
-        .fetch_optional(self.db)
-        .await?;
+        .fetch_optional(c)
+        .await)?;
         row.map(WebhookRow::into_webhook)
             .ok_or(StoreError::NotFound)
     }
@@ -229,32 +229,34 @@ impl Webhooks<'_> {
     pub async fn delete(&self, user_id: i64, id: i64) -> Result<()> {
         let now = now_millis();
         let mut tx = self.db.begin().await?;
-        let deleted = sqlx::query(
+        let deleted = on!(tx, c => sqlx::query(
             "UPDATE webhooks SET deleted_at = $1
              WHERE id = $2 AND user_id = $3 AND deleted_at IS NULL",
         )
         .bind(now)
         .bind(id)
         .bind(user_id)
-        .execute(&mut *tx)
-        .await?;
-        if deleted.rows_affected() == 0 {
+        .execute(c)
+        .await
+        .map(|done| done.rows_affected()))?;
+        if deleted == 0 {
             return Err(StoreError::NotFound);
         }
-        sqlx::query(
+        on!(tx, c => sqlx::query(
             "UPDATE webhook_deliveries SET status = 'failed', last_error = 'the webhook was deleted'
              WHERE webhook_id = $1 AND status = 'pending'",
         )
         .bind(id)
-        .execute(&mut *tx)
-        .await?;
+        .execute(c)
+        .await
+        .map(|done| done.rows_affected()))?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Replaces the secret that signs a user's per-job callbacks.
     pub async fn set_callback_secret(&self, user_id: i64, secret: &str) -> Result<()> {
-        sqlx::query(
+        on!(self.db, c => sqlx::query(
             "INSERT INTO callback_secrets (user_id, secret, created_at) VALUES ($1, $2, $3)
              ON CONFLICT (user_id) DO UPDATE SET secret = excluded.secret,
                  created_at = excluded.created_at",
@@ -262,18 +264,19 @@ impl Webhooks<'_> {
         .bind(user_id)
         .bind(secret)
         .bind(now_millis())
-        .execute(self.db)
-        .await?;
+        .execute(c)
+        .await
+        .map(|done| done.rows_affected()))?;
         Ok(())
     }
 
     /// When the user's callback secret was made, if they have one.
     pub async fn callback_secret_created(&self, user_id: i64) -> Result<Option<OffsetDateTime>> {
         let at: Option<i64> =
-            sqlx::query_scalar("SELECT created_at FROM callback_secrets WHERE user_id = $1")
+            on!(self.db, c => sqlx::query_scalar("SELECT created_at FROM callback_secrets WHERE user_id = $1")
                 .bind(user_id)
-                .fetch_optional(self.db)
-                .await?;
+                .fetch_optional(c)
+                .await)?;
         Ok(at.map(from_millis))
     }
 
@@ -283,16 +286,17 @@ impl Webhooks<'_> {
         let now = now_millis();
         let mut tx = self.db.begin().await?;
         let first =
-            sqlx::query("UPDATE jobs SET notified = TRUE WHERE id = $1 AND notified = FALSE")
+            on!(tx, c => sqlx::query("UPDATE jobs SET notified = TRUE WHERE id = $1 AND notified = FALSE")
                 .bind(job_id)
-                .execute(&mut *tx)
-                .await?;
-        if first.rows_affected() == 0 {
+                .execute(c)
+                .await
+                .map(|done| done.rows_affected()))?;
+        if first == 0 {
             return Ok(false);
         }
         for d in deliveries {
             let headers = serde_json::to_string(&d.headers).map_err(StoreError::corrupt)?;
-            sqlx::query(
+            on!(tx, c => sqlx::query(
                 "INSERT INTO webhook_deliveries (user_id, webhook_id, recording_id, event, url,
                      method, headers, content_type, body, status, next_attempt_at, created_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $10)",
@@ -307,8 +311,9 @@ impl Webhooks<'_> {
             .bind(&d.content_type)
             .bind(&d.body)
             .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            .execute(c)
+            .await
+            .map(|done| done.rows_affected()))?;
         }
         tx.commit().await?;
         Ok(true)
@@ -317,40 +322,42 @@ impl Webhooks<'_> {
     /// Forgets finished deliveries (their bodies hold transcripts) older than `age`.
     pub async fn prune_finished(&self, age: Duration) -> Result<u64> {
         let before = now_millis() - age.whole_milliseconds() as i64;
-        let pruned = sqlx::query(
+        let pruned = on!(self.db, c => sqlx::query(
             "DELETE FROM webhook_deliveries WHERE status <> 'pending' AND created_at < $1",
         )
         .bind(before)
-        .execute(self.db)
-        .await?;
-        Ok(pruned.rows_affected())
+        .execute(c)
+        .await
+        .map(|done| done.rows_affected()))?;
+        Ok(pruned)
     }
 
     /// Takes up to `limit` due deliveries, each for `lease` (a sender that dies leaves it
     /// due again afterwards), with the secrets that sign them.
     pub async fn claim_due(&self, lease: Duration, limit: i64) -> Result<Vec<DueDelivery>> {
         let now = now_millis();
-        let due: Vec<(i64, i64)> = sqlx::query_as(
+        let due: Vec<(i64, i64)> = on!(self.db, c => sqlx::query_as(
             "SELECT id, next_attempt_at FROM webhook_deliveries
              WHERE status = 'pending' AND next_attempt_at <= $1
              ORDER BY next_attempt_at LIMIT $2",
         )
         .bind(now)
         .bind(limit)
-        .fetch_all(self.db)
-        .await?;
+        .fetch_all(c)
+        .await)?;
         let mut claimed = Vec::with_capacity(due.len());
         for (id, was_due) in due {
-            let taken = sqlx::query(
+            let taken = on!(self.db, c => sqlx::query(
                 "UPDATE webhook_deliveries SET next_attempt_at = $1
                  WHERE id = $2 AND status = 'pending' AND next_attempt_at = $3",
             )
             .bind(now + lease.whole_milliseconds() as i64)
             .bind(id)
             .bind(was_due)
-            .execute(self.db)
-            .await?;
-            if taken.rows_affected() == 0 {
+            .execute(c)
+            .await
+            .map(|done| done.rows_affected()))?;
+            if taken == 0 {
                 continue;
             }
             let (row, secret) = self.with_secret(id).await?;
@@ -363,24 +370,24 @@ impl Webhooks<'_> {
     }
 
     async fn with_secret(&self, id: i64) -> Result<(DeliveryRow, Option<String>)> {
-        let row: DeliveryRow = sqlx::query_as(sql!(
+        let row: DeliveryRow = on!(self.db, c => sqlx::query_as(sql!(
             "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1"
         ))
         .bind(id)
-        .fetch_one(self.db)
-        .await?;
+        .fetch_one(c)
+        .await)?;
         let secret: Option<String> = match row.webhook_id {
             Some(webhook) => {
-                sqlx::query_scalar("SELECT secret FROM webhooks WHERE id = $1")
+                on!(self.db, c => sqlx::query_scalar("SELECT secret FROM webhooks WHERE id = $1")
                     .bind(webhook)
-                    .fetch_optional(self.db)
-                    .await?
+                    .fetch_optional(c)
+                    .await)?
             }
             None => {
-                sqlx::query_scalar("SELECT secret FROM callback_secrets WHERE user_id = $1")
+                on!(self.db, c => sqlx::query_scalar("SELECT secret FROM callback_secrets WHERE user_id = $1")
                     .bind(row.user_id)
-                    .fetch_optional(self.db)
-                    .await?
+                    .fetch_optional(c)
+                    .await)?
             }
         };
         Ok((row, secret))
@@ -389,7 +396,7 @@ impl Webhooks<'_> {
     /// The receiver took it (a 2xx).
     pub async fn delivered(&self, id: i64, status: u16) -> Result<()> {
         let now = now_millis();
-        sqlx::query(
+        on!(self.db, c => sqlx::query(
             "UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1,
                  last_status = $1, last_error = NULL, delivered_at = $2
              WHERE id = $3 AND status = 'pending'",
@@ -397,8 +404,9 @@ impl Webhooks<'_> {
         .bind(i64::from(status))
         .bind(now)
         .bind(id)
-        .execute(self.db)
-        .await?;
+        .execute(c)
+        .await
+        .map(|done| done.rows_affected()))?;
         Ok(())
     }
 
@@ -411,7 +419,7 @@ impl Webhooks<'_> {
         retry_at: Option<OffsetDateTime>,
     ) -> Result<()> {
         let next = retry_at.map(to_millis).unwrap_or_else(now_millis);
-        sqlx::query(
+        on!(self.db, c => sqlx::query(
             "UPDATE webhook_deliveries SET attempts = attempts + 1, last_status = $1,
                  last_error = $2, next_attempt_at = $3, status = $4
              WHERE id = $5 AND status = 'pending'",
@@ -425,8 +433,9 @@ impl Webhooks<'_> {
             "failed"
         })
         .bind(id)
-        .execute(self.db)
-        .await?;
+        .execute(c)
+        .await
+        .map(|done| done.rows_affected()))?;
         Ok(())
     }
 
@@ -437,7 +446,7 @@ impl Webhooks<'_> {
         webhook_id: Option<i64>,
         limit: i64,
     ) -> Result<Vec<Delivery>> {
-        let rows: Vec<DeliveryRow> = sqlx::query_as(sql!(
+        let rows: Vec<DeliveryRow> = on!(self.db, c => sqlx::query_as(sql!(
             "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
              WHERE user_id = $1 AND ($2 IS NULL OR webhook_id = $2)
              ORDER BY created_at DESC, id DESC LIMIT $3"
@@ -445,8 +454,8 @@ impl Webhooks<'_> {
         .bind(user_id)
         .bind(webhook_id)
         .bind(limit)
-        .fetch_all(self.db)
-        .await?;
+        .fetch_all(c)
+        .await)?;
         rows.into_iter().map(DeliveryRow::into_delivery).collect()
     }
 }
@@ -454,7 +463,7 @@ impl Webhooks<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::temp_store;
+    use crate::testing::on_each_backend;
     use hark_core::roles::Role;
 
     use crate::recordings::NewRecording;
@@ -475,98 +484,100 @@ mod tests {
 
     #[tokio::test]
     async fn deliveries_are_claimed_once_retried_and_signed_with_their_secret() {
-        let (store, _dir) = temp_store().await;
-        let user = store
-            .users()
-            .create("ada", "hash", Role::Member)
-            .await
-            .unwrap();
-        let hooks = store.webhooks();
-        let hook = hooks
-            .create(&NewWebhook {
-                user_id: user.id,
-                url: "https://example.com/hook".into(),
-                description: String::new(),
-                events: vec!["transcription.completed".into()],
-                secret: "hook-secret".into(),
-            })
-            .await
-            .unwrap();
-        let (_, job) = store
-            .jobs()
-            .submit(
-                &NewRecording {
-                    user_id: user.id,
-                    project_id: crate::DEFAULT_PROJECT_ID,
-                    title: "t".into(),
-                    original_filename: "t.wav".into(),
-                    mime_type: "audio/wav".into(),
-                    size_bytes: 1,
-                    blob_key: "recordings/t".into(),
-                    language: None,
-                    submitted_by_key: None,
-                    source_url: None,
-                },
-                "{}",
-                3,
-            )
-            .await
-            .unwrap();
-        let owed = [delivery(user.id, Some(hook.id)), delivery(user.id, None)];
-        assert!(hooks.announce_job(job.id, &owed).await.unwrap());
-        assert!(
-            !hooks.announce_job(job.id, &owed).await.unwrap(),
-            "a job is announced once"
-        );
-        let claimed = hooks.claim_due(Duration::minutes(1), 10).await.unwrap();
-        assert_eq!(claimed.len(), 2);
-        assert_eq!(claimed[0].secret.as_deref(), Some("hook-secret"));
-        assert_eq!(claimed[1].secret, None, "no callback secret yet: unsigned");
-        assert_eq!(
-            claimed[0].delivery.headers,
-            vec![("X-Extra".into(), "1".into())]
-        );
-        assert!(
-            hooks
-                .claim_due(Duration::minutes(1), 10)
+        on_each_backend(async |store| {
+            let user = store
+                .users()
+                .create("ada", "hash", Role::Member)
                 .await
-                .unwrap()
-                .is_empty(),
-            "a claimed delivery is leased"
-        );
+                .unwrap();
+            let hooks = store.webhooks();
+            let hook = hooks
+                .create(&NewWebhook {
+                    user_id: user.id,
+                    url: "https://example.com/hook".into(),
+                    description: String::new(),
+                    events: vec!["transcription.completed".into()],
+                    secret: "hook-secret".into(),
+                })
+                .await
+                .unwrap();
+            let (_, job) = store
+                .jobs()
+                .submit(
+                    &NewRecording {
+                        user_id: user.id,
+                        project_id: crate::DEFAULT_PROJECT_ID,
+                        title: "t".into(),
+                        original_filename: "t.wav".into(),
+                        mime_type: "audio/wav".into(),
+                        size_bytes: 1,
+                        blob_key: "recordings/t".into(),
+                        language: None,
+                        submitted_by_key: None,
+                        source_url: None,
+                    },
+                    "{}",
+                    3,
+                )
+                .await
+                .unwrap();
+            let owed = [delivery(user.id, Some(hook.id)), delivery(user.id, None)];
+            assert!(hooks.announce_job(job.id, &owed).await.unwrap());
+            assert!(
+                !hooks.announce_job(job.id, &owed).await.unwrap(),
+                "a job is announced once"
+            );
+            let claimed = hooks.claim_due(Duration::minutes(1), 10).await.unwrap();
+            assert_eq!(claimed.len(), 2);
+            assert_eq!(claimed[0].secret.as_deref(), Some("hook-secret"));
+            assert_eq!(claimed[1].secret, None, "no callback secret yet: unsigned");
+            assert_eq!(
+                claimed[0].delivery.headers,
+                vec![("X-Extra".into(), "1".into())]
+            );
+            assert!(
+                hooks
+                    .claim_due(Duration::minutes(1), 10)
+                    .await
+                    .unwrap()
+                    .is_empty(),
+                "a claimed delivery is leased"
+            );
 
-        let first = claimed[0].delivery.id;
-        hooks
-            .attempt_failed(
-                first,
-                Some(500),
-                "HTTP 500",
-                Some(OffsetDateTime::now_utc()),
-            )
-            .await
-            .unwrap();
-        let again = hooks.claim_due(Duration::minutes(1), 10).await.unwrap();
-        assert_eq!(again.len(), 1);
-        hooks.delivered(first, 204).await.unwrap();
-        let listed = hooks.deliveries(user.id, Some(hook.id), 10).await.unwrap();
-        assert_eq!(listed[0].status, DeliveryStatus::Delivered);
-        assert_eq!((listed[0].attempts, listed[0].last_status), (2, Some(204)));
+            let first = claimed[0].delivery.id;
+            hooks
+                .attempt_failed(
+                    first,
+                    Some(500),
+                    "HTTP 500",
+                    Some(OffsetDateTime::now_utc()),
+                )
+                .await
+                .unwrap();
+            let again = hooks.claim_due(Duration::minutes(1), 10).await.unwrap();
+            assert_eq!(again.len(), 1);
+            hooks.delivered(first, 204).await.unwrap();
+            let listed = hooks.deliveries(user.id, Some(hook.id), 10).await.unwrap();
+            assert_eq!(listed[0].status, DeliveryStatus::Delivered);
+            assert_eq!((listed[0].attempts, listed[0].last_status), (2, Some(204)));
 
-        hooks.set_callback_secret(user.id, "account").await.unwrap();
-        let second = claimed[1].delivery.id;
-        hooks
-            .attempt_failed(second, None, "refused", Some(OffsetDateTime::now_utc()))
-            .await
-            .unwrap();
-        let signed = hooks.claim_due(Duration::minutes(1), 10).await.unwrap();
-        assert_eq!(signed[0].secret.as_deref(), Some("account"));
+            hooks.set_callback_secret(user.id, "account").await.unwrap();
+            let second = claimed[1].delivery.id;
+            hooks
+                .attempt_failed(second, None, "refused", Some(OffsetDateTime::now_utc()))
+                .await
+                .unwrap();
+            let signed = hooks.claim_due(Duration::minutes(1), 10).await.unwrap();
+            assert_eq!(signed[0].secret.as_deref(), Some("account"));
 
-        hooks.delete(user.id, hook.id).await.unwrap();
-        assert!(hooks.list(user.id).await.unwrap().is_empty());
-        assert_eq!(hooks.prune_finished(Duration::ZERO).await.unwrap(), 1);
-        assert!(matches!(
-            hooks.delete(user.id, hook.id).await,
-            Err(StoreError::NotFound)
-        ));
+            hooks.delete(user.id, hook.id).await.unwrap();
+            assert!(hooks.list(user.id).await.unwrap().is_empty());
+            assert_eq!(hooks.prune_finished(Duration::ZERO).await.unwrap(), 1);
+            assert!(matches!(
+                hooks.delete(user.id, hook.id).await,
+                Err(StoreError::NotFound)
+            ));
+        })
+        .await;
     }
 }
