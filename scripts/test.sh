@@ -20,6 +20,17 @@ if ! command -v chromium >/dev/null; then
     || { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null; }
 fi
 npm ci --prefix crates/hark/tests/browser --no-audit --no-fund --loglevel=error
+# PostgreSQL and Redis are services of the machine (the tests make their own databases and
+# keys on them); PostgreSQL is started the documented way if it is down.
+if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  SUDO=$([ "$(id -u)" -eq 0 ] || echo sudo)
+  $SUDO pg_ctlcluster "$(ls /etc/postgresql | sort -V | tail -n 1)" main start
+  for _ in $(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+fi
+# A real S3-compatible server for the cluster tests: s3s-fs checks SigV4 signatures. Built
+# once into target/tools (its build directory is kept there too, for the next run).
+[ -x target/tools/bin/s3s-fs ] || cargo install --quiet --locked s3s-fs --version 0.14.1 \
+  --features binary --root target/tools --target-dir target/tools/build
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked --workspace

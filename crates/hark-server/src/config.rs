@@ -15,6 +15,9 @@ pub struct ServerConfig {
     pub last_used_flush_interval: std::time::Duration,
     /// How often the token change log is polled for revocations made elsewhere.
     pub token_change_poll_interval: std::time::Duration,
+    /// How long cached verifications are trusted after the change log was last read; past
+    /// it (the database unreachable) every request verifies against the store.
+    pub token_cache_max_silence: std::time::Duration,
     /// Largest accepted audio upload.
     pub max_upload_bytes: usize,
     /// Largest accepted JSON body.
@@ -33,6 +36,8 @@ pub struct ServerConfig {
     /// Let audio fetches and webhooks reach loopback, private and link-local addresses
     /// (unsafe on a server others can reach: it opens the internal network to them).
     pub fetch_allow_private: bool,
+    /// On PostgreSQL, LISTEN for other nodes' token changes and queued jobs (else: poll).
+    pub listen_for_changes: bool,
     /// Redis holding the per-token budgets every node shares (none: each node its own).
     pub redis_url: Option<String>,
     /// What hark's Redis keys start with (several deployments can share one Redis).
@@ -48,6 +53,7 @@ impl Default for ServerConfig {
             allow_query_token: true,
             last_used_flush_interval: std::time::Duration::from_secs(5),
             token_change_poll_interval: std::time::Duration::from_millis(500),
+            token_cache_max_silence: std::time::Duration::from_secs(3),
             max_upload_bytes: 512 * 1024 * 1024,
             max_json_bytes: 64 * 1024,
             session_ttl: Duration::hours(12),
@@ -57,6 +63,7 @@ impl Default for ServerConfig {
             token_limits: TokenLimits::default(),
             streams: StreamLimits::default(),
             fetch_allow_private: false,
+            listen_for_changes: true,
             graphql_introspection: true,
             redis_url: None,
             redis_prefix: "hark:".into(),

@@ -37,6 +37,10 @@ pub enum ApiError {
         retry_after_secs: u64,
         limit: Option<u32>,
     },
+    /// Storage (the database or the bucket) cannot be reached: worth retrying. Details go
+    /// to the log.
+    #[error("storage is unavailable right now; try again shortly")]
+    Unavailable(String),
     /// Details go to the log, never to the client.
     #[error("internal error")]
     Internal(String),
@@ -63,6 +67,7 @@ impl ApiError {
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::Rejected { status, .. } => (*status, rejection_code(*status)),
             ApiError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -104,8 +109,12 @@ pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        if let ApiError::Internal(detail) = &self {
-            tracing::error!(error = %detail, "request failed");
+        match &self {
+            ApiError::Internal(detail) => tracing::error!(error = %detail, "request failed"),
+            ApiError::Unavailable(detail) => {
+                tracing::warn!(error = %detail, "request failed: storage unavailable");
+            }
+            _ => {}
         }
         let mut response = error_response(status, code, &self.to_string());
         if let ApiError::TooManyRequests {
@@ -134,6 +143,7 @@ impl From<StoreError> for ApiError {
         match err {
             StoreError::NotFound => ApiError::NotFound("resource"),
             StoreError::Conflict(message) => ApiError::Conflict(message),
+            StoreError::Unavailable(detail) => ApiError::Unavailable(detail),
             other => ApiError::Internal(other.to_string()),
         }
     }

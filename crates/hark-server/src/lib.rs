@@ -124,6 +124,7 @@ async fn run_node(
     let listener = TcpListener::bind(state.config.listen).await?;
     let addr = listener.local_addr()?;
     let background = spawn_background(state.clone());
+    let feed = spawn_change_feed(state.clone());
     let workers = transcription::spawn_workers(&state);
     let sender = webhooks::delivery::spawn(state.clone());
     if !workers.is_empty()
@@ -150,6 +151,7 @@ async fn run_node(
     .with_graceful_shutdown(shutdown)
     .await;
     background.abort();
+    feed.abort();
     sender.abort();
     for worker in workers {
         worker.abort();
@@ -160,6 +162,48 @@ async fn run_node(
     }
     state.store.close().await;
     served
+}
+
+/// Listens to the other nodes' changes (PostgreSQL only): a token change is applied at
+/// once rather than at the next poll, and a queued job wakes the idle workers. After a lost
+/// connection the change log is read again, as notifications sent meanwhile are gone (the
+/// regular poll catches up with anything missed until the feed is back).
+fn spawn_change_feed(state: AppState) -> tokio::task::JoinHandle<()> {
+    use hark_store::changes::Change;
+    tokio::spawn(async move {
+        if !state.config.listen_for_changes {
+            return;
+        }
+        let mut feed = loop {
+            match state.store.change_feed().await {
+                Ok(Some(feed)) => break feed,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for changes yet; will retry");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            }
+        };
+        loop {
+            match feed.next().await {
+                Ok(Change::Jobs) => state.pipeline.wake(),
+                Ok(change @ (Change::Tokens | Change::Lost)) => {
+                    if change == Change::Lost {
+                        // Whatever was sent meanwhile is gone: read the log, look for work.
+                        tracing::warn!("change feed lost its connection; reconnecting");
+                        state.pipeline.wake();
+                    }
+                    if let Err(e) = state.auth.poll_changes().await {
+                        tracing::warn!(error = %e, "token change read failed; the poll retries");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "change feed cannot reconnect yet; will retry");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            }
+        }
+    })
 }
 
 fn spawn_background(state: AppState) -> tokio::task::JoinHandle<()> {

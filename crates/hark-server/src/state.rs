@@ -65,7 +65,14 @@ impl AppState {
         pipeline: PipelineConfig,
     ) -> Result<Self, StateError> {
         let last_used = Arc::new(LastUsedRecorder::default());
-        let auth = Arc::new(TokenAuthenticator::new(store.clone(), last_used.clone()).await?);
+        let auth = Arc::new(
+            TokenAuthenticator::new(
+                store.clone(),
+                last_used.clone(),
+                config.token_cache_max_silence,
+            )
+            .await?,
+        );
         let mut limits = RequestLimits::new(
             config.token_requests_per_minute,
             config.failed_auths_per_minute,

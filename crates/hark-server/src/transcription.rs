@@ -273,7 +273,7 @@ async fn process(state: &AppState, worker: &str, job: Job) {
     let _heartbeat = Heartbeat(spawn_heartbeat(
         state.clone(),
         worker.to_owned(),
-        job.id,
+        job.clone(),
         progress.clone(),
     ));
     let blob_key = if recording.blob_key.is_empty() {
@@ -292,8 +292,15 @@ async fn process(state: &AppState, worker: &str, job: Job) {
     } else {
         recording.blob_key.clone()
     };
-    let Some(path) = state.blobs.path(&blob_key) else {
-        return fail(state, worker, &job, "the stored audio cannot be found").await;
+    let audio = match state.blobs.local_copy(&blob_key).await {
+        Ok(audio) => audio,
+        Err(hark_store::StoreError::NotFound) => {
+            return fail(state, worker, &job, "the stored audio cannot be found").await;
+        }
+        Err(e) => {
+            let reason = format!("the stored audio could not be read: {e}");
+            return retry_or_fail(state, worker, &job, &reason).await;
+        }
     };
     // Stored transcripts keep their words, whatever the submitter asked: the documents API
     // serves them, and the decoder pass they cost is small beside the decoding.
@@ -301,7 +308,10 @@ async fn process(state: &AppState, worker: &str, job: Job) {
         word_timestamps: true,
         ..serde_json::from_str(&job.options).unwrap_or_default()
     };
-    let result = state.pipeline.transcribe(path, &options, progress).await;
+    let result = state
+        .pipeline
+        .transcribe(audio.path().to_owned(), &options, progress)
+        .await;
     let outcome = match result {
         Ok(transcript) => transcript,
         Err(SpeechError::Audio(reason)) => {
@@ -421,9 +431,10 @@ impl Drop for Heartbeat {
 fn spawn_heartbeat(
     state: AppState,
     worker: String,
-    job_id: i64,
+    job: Job,
     progress: Arc<AtomicU64>,
 ) -> tokio::task::JoinHandle<()> {
+    let job_id = job.id;
     tokio::spawn(async move {
         let lease = state.pipeline.config.lease;
         let every =
@@ -434,7 +445,7 @@ fn spawn_heartbeat(
             match state
                 .store
                 .jobs()
-                .heartbeat(job_id, &worker, lease, done)
+                .heartbeat(&job, &worker, lease, done)
                 .await
             {
                 Ok(true) => {}

@@ -154,9 +154,7 @@ impl Store {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&db).await?;
-        Ok(Store {
-            db: Db::Sqlite(db),
-        })
+        Ok(Store { db: Db::Sqlite(db) })
     }
 
     /// Connects to PostgreSQL (`postgres://…`) and applies its migrations. Every node of a

@@ -66,8 +66,7 @@ impl Projects<'_> {
             ));
         }
         let mut tx = self.db.begin_writing().await?;
-        let recordings: i64 =
-            on!(tx, c => sqlx::query_scalar("SELECT COUNT(*) FROM recordings WHERE project_id = $1")
+        let recordings: i64 = on!(tx, c => sqlx::query_scalar("SELECT COUNT(*) FROM recordings WHERE project_id = $1")
                 .bind(id)
                 .fetch_one(c)
                 .await)?;

@@ -282,8 +282,7 @@ impl Recordings<'_> {
 
     /// Any user's recording, for the transcription workers.
     pub async fn by_id(&self, id: i64) -> Result<Recording> {
-        let row: Option<RecordingRow> =
-            on!(self.db, c => sqlx::query_as(sql!("SELECT {COLUMNS} FROM recordings WHERE id = $1"))
+        let row: Option<RecordingRow> = on!(self.db, c => sqlx::query_as(sql!("SELECT {COLUMNS} FROM recordings WHERE id = $1"))
                 .bind(id)
                 .fetch_optional(c)
                 .await)?;
@@ -323,8 +322,7 @@ impl Recordings<'_> {
 
     /// The transcript segments, once the engine has produced them.
     pub async fn transcript(&self, user_id: i64, id: i64) -> Result<Option<Vec<Segment>>> {
-        let stored: Option<Option<String>> =
-            on!(self.db, c => sqlx::query_scalar("SELECT transcript FROM recordings WHERE id = $1 AND user_id = $2")
+        let stored: Option<Option<String>> = on!(self.db, c => sqlx::query_scalar("SELECT transcript FROM recordings WHERE id = $1 AND user_id = $2")
                 .bind(id)
                 .bind(user_id)
                 .fetch_optional(c)
@@ -504,10 +502,7 @@ impl Recordings<'_> {
     }
 }
 
-pub(crate) async fn insert(
-    tx: &mut Tx,
-    new: &NewRecording,
-) -> Result<Recording> {
+pub(crate) async fn insert(tx: &mut Tx, new: &NewRecording) -> Result<Recording> {
     let now = now_millis();
     let row: RecordingRow = on!(tx, c => sqlx::query_as(sql!(
         "INSERT INTO recordings (user_id, project_id, title, status, original_filename, mime_type,

@@ -405,11 +405,7 @@ impl Tokens<'_> {
     }
 }
 
-async fn record_change(
-    tx: &mut Tx,
-    token_id: i64,
-    at_ms: i64,
-) -> Result<()> {
+async fn record_change(tx: &mut Tx, token_id: i64, at_ms: i64) -> Result<()> {
     on!(tx, c => sqlx::query("INSERT INTO token_changes (token_id, changed_at) VALUES ($1, $2)")
         .bind(token_id)
         .bind(at_ms)

@@ -57,7 +57,11 @@ impl Store {
         let tables = self.tables().await?;
         for table in &tables {
             let rows = count(&target.db, &table.name).await?;
-            let allowed = if SEEDED.contains(&table.name.as_str()) { 1 } else { 0 };
+            let allowed = if SEEDED.contains(&table.name.as_str()) {
+                1
+            } else {
+                0
+            };
             if rows > allowed {
                 return Err(StoreError::Conflict(format!(
                     "the target is not empty: {} holds {rows} rows; migrate into a new database",
@@ -189,9 +193,11 @@ impl Table {
 }
 
 async fn count(db: &Db, table: &str) -> Result<i64> {
-    Ok(on!(db, c => sqlx::query_scalar::<_, i64>(sql!("SELECT COUNT(*) FROM {table}"))
+    Ok(
+        on!(db, c => sqlx::query_scalar::<_, i64>(sql!("SELECT COUNT(*) FROM {table}"))
         .fetch_one(c)
-        .await)?)
+        .await)?,
+    )
 }
 
 /// Rows `offset..offset + PAGE` in key order. Names come from the source's schema, never

@@ -167,8 +167,7 @@ impl Users<'_> {
     pub async fn remove(&self, user_id: i64) -> Result<Vec<i64>> {
         let now = now_millis();
         let mut tx = self.db.begin().await?;
-        let updated =
-            on!(tx, c => sqlx::query("UPDATE users SET removed_at = $1 WHERE id = $2 AND removed_at IS NULL")
+        let updated = on!(tx, c => sqlx::query("UPDATE users SET removed_at = $1 WHERE id = $2 AND removed_at IS NULL")
                 .bind(now)
                 .bind(user_id)
                 .execute(c)
@@ -202,8 +201,10 @@ impl Users<'_> {
     }
 
     pub async fn count(&self) -> Result<i64> {
-        Ok(on!(self.db, c => sqlx::query_scalar("SELECT COUNT(*) FROM users")
+        Ok(
+            on!(self.db, c => sqlx::query_scalar("SELECT COUNT(*) FROM users")
             .fetch_one(c)
-            .await)?)
+            .await)?,
+        )
     }
 }

@@ -272,8 +272,7 @@ impl Webhooks<'_> {
 
     /// When the user's callback secret was made, if they have one.
     pub async fn callback_secret_created(&self, user_id: i64) -> Result<Option<OffsetDateTime>> {
-        let at: Option<i64> =
-            on!(self.db, c => sqlx::query_scalar("SELECT created_at FROM callback_secrets WHERE user_id = $1")
+        let at: Option<i64> = on!(self.db, c => sqlx::query_scalar("SELECT created_at FROM callback_secrets WHERE user_id = $1")
                 .bind(user_id)
                 .fetch_optional(c)
                 .await)?;
@@ -285,8 +284,7 @@ impl Webhooks<'_> {
     pub async fn announce_job(&self, job_id: i64, deliveries: &[NewDelivery]) -> Result<bool> {
         let now = now_millis();
         let mut tx = self.db.begin().await?;
-        let first =
-            on!(tx, c => sqlx::query("UPDATE jobs SET notified = TRUE WHERE id = $1 AND notified = FALSE")
+        let first = on!(tx, c => sqlx::query("UPDATE jobs SET notified = TRUE WHERE id = $1 AND notified = FALSE")
                 .bind(job_id)
                 .execute(c)
                 .await

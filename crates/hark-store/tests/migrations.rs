@@ -20,7 +20,10 @@ fn versions(backend: &str) -> Vec<String> {
 fn sqlite_and_postgres_migrations_stay_in_lockstep() {
     let sqlite = versions("sqlite");
     let postgres = versions("postgres");
-    assert!(sqlite.len() >= 7, "the SQLite migrations are found: {sqlite:?}");
+    assert!(
+        sqlite.len() >= 7,
+        "the SQLite migrations are found: {sqlite:?}"
+    );
     assert_eq!(
         sqlite, postgres,
         "every migration needs its twin, with the same version and name, in the other folder"

@@ -14,7 +14,7 @@ use hark_store::{DEFAULT_WORKSPACE_ID, Store};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::cli::AdminCommand;
+use crate::cli::{AdminCommand, StorageArgs};
 
 /// Audit events from the CLI have no user or token: the actor is whoever runs the shell.
 fn cli_actor() -> Actor {
@@ -25,10 +25,19 @@ fn cli_actor() -> Actor {
     }
 }
 
-pub async fn run(data_dir: &Path, command: AdminCommand) -> anyhow::Result<()> {
-    let store = Store::open_data_dir(data_dir)
-        .await
-        .with_context(|| format!("opening the database in {}", data_dir.display()))?;
+pub async fn run(
+    data_dir: &Path,
+    storage: &StorageArgs,
+    command: AdminCommand,
+) -> anyhow::Result<()> {
+    if let AdminCommand::Migrate {
+        to_database_url,
+        to_blob_url,
+    } = command
+    {
+        return crate::migrate::run(data_dir, storage, &to_database_url, to_blob_url).await;
+    }
+    let store = crate::storage::open_store(data_dir, storage).await?;
     let result = dispatch(&store, command).await;
     store.close().await;
     result
@@ -175,6 +184,7 @@ async fn dispatch(store: &Store, command: AdminCommand) -> anyhow::Result<()> {
                 }
             }
         }
+        AdminCommand::Migrate { .. } => unreachable!("handled before the store is opened"),
         AdminCommand::RevokeToken { id } => {
             let record = revoke(store, id, &cli_actor()).await?;
             eprintln!("revoked token {} ({})", record.id, record.name);

@@ -15,8 +15,46 @@ pub struct Cli {
         default_value = "./hark-data"
     )]
     pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub storage: StorageArgs,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Where state lives when it is not the data dir: PostgreSQL and an S3-compatible bucket,
+/// shared by every node of a cluster. Unset, the data dir holds both (SQLite, files).
+#[derive(Args, Clone)]
+pub struct StorageArgs {
+    /// PostgreSQL for users, tokens, recordings and jobs (postgres://USER@HOST:PORT/DB);
+    /// without it, SQLite in the data dir.
+    #[arg(long, global = true, env = "HARK_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Connections this process keeps to PostgreSQL at most.
+    #[arg(
+        long,
+        global = true,
+        env = "HARK_DATABASE_MAX_CONNECTIONS",
+        default_value_t = 16
+    )]
+    pub database_max_connections: u32,
+    /// S3-compatible bucket for audio (s3://BUCKET[/PREFIX]); without it, files in the data dir.
+    #[arg(long, global = true, env = "HARK_BLOB_URL")]
+    pub blob_url: Option<String>,
+    /// The S3 API's address, for servers other than AWS (http://HOST:PORT).
+    #[arg(long, global = true, env = "AWS_ENDPOINT_URL")]
+    pub s3_endpoint: Option<String>,
+    #[arg(long, global = true, env = "AWS_REGION")]
+    pub s3_region: Option<String>,
+    #[arg(long, global = true, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
+    pub s3_access_key_id: Option<String>,
+    /// Prefer the environment variable: a flag's value shows in the process list.
+    #[arg(
+        long,
+        global = true,
+        env = "AWS_SECRET_ACCESS_KEY",
+        hide_env_values = true
+    )]
+    pub s3_secret_access_key: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -61,6 +99,11 @@ pub struct ServeArgs {
     /// internal network through hark (server-side request forgery).
     #[arg(long, env = "HARK_FETCH_ALLOW_PRIVATE")]
     pub fetch_allow_private: bool,
+    /// On PostgreSQL, do not LISTEN for other nodes' changes: revocations and queued jobs
+    /// are then seen at the next poll (half a second). For connection poolers that do not
+    /// pass LISTEN through, such as PgBouncer in transaction mode.
+    #[arg(long, env = "HARK_NO_LISTEN")]
+    pub no_listen: bool,
     /// Redis (redis://HOST:PORT[/DB]) holding each token's per-minute budget for every node
     /// that names it, so the budget holds cluster-wide; without it each node limits on its own.
     #[arg(long, env = "HARK_REDIS_URL", hide_env_values = true)]
@@ -285,6 +328,19 @@ pub enum AdminCommand {
     },
     /// Revoke a token by id; a running server stops accepting it within a second.
     RevokeToken { id: i64 },
+    /// Copy this data dir (its SQLite database and, with --to-blob-url, its audio) into
+    /// an empty PostgreSQL database and bucket for a cluster; verifies row counts and
+    /// checksums and refuses a target that holds anything. The data dir is left as it was.
+    /// Stop the server first, so nothing changes during the copy.
+    Migrate {
+        /// The new database (postgres://…); it must be empty.
+        #[arg(long, env = "HARK_TO_DATABASE_URL", hide_env_values = true)]
+        to_database_url: String,
+        /// The new bucket for the audio (s3://BUCKET[/PREFIX]), reached with the --s3-*
+        /// settings; without it the audio stays in the data dir.
+        #[arg(long)]
+        to_blob_url: Option<String>,
+    },
 }
 
 impl Command {

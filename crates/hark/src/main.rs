@@ -4,7 +4,9 @@ mod admin;
 mod cli;
 mod listen;
 mod logging;
+mod migrate;
 mod serve;
+mod storage;
 mod transcribe;
 
 use clap::Parser;
@@ -27,8 +29,12 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve::run(cli.data_dir, args, serve::Node::Api).await,
-            Command::Worker(args) => serve::run(cli.data_dir, args, serve::Node::Worker).await,
+            Command::Serve(args) => {
+                serve::run(cli.data_dir, &cli.storage, args, serve::Node::Api).await
+            }
+            Command::Worker(args) => {
+                serve::run(cli.data_dir, &cli.storage, args, serve::Node::Worker).await
+            }
             Command::Transcribe(args) => {
                 logging::init(logging::Format::Text, "warn");
                 transcribe::run(&cli.data_dir, args).await
@@ -39,7 +45,7 @@ fn main() -> std::process::ExitCode {
             }
             Command::Admin(command) => {
                 logging::init(logging::Format::Text, "warn");
-                admin::run(&cli.data_dir, command).await
+                admin::run(&cli.data_dir, &cli.storage, command).await
             }
             Command::GraphqlSchema => {
                 print!("{}", hark_server::graphql_sdl());

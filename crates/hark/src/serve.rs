@@ -8,10 +8,8 @@ use hark_server::transcription::{Backend, PipelineConfig, Summaries};
 use hark_server::{AppState, ServerConfig};
 use hark_speech::remote::RemoteEngine;
 use hark_speech::summary::ChatSummarizer;
-use hark_store::Store;
-use hark_store::blobs::BlobStore;
 
-use crate::cli::{ServeArgs, StreamArgs};
+use crate::cli::{ServeArgs, StorageArgs, StreamArgs};
 use crate::logging;
 
 /// What a process runs.
@@ -22,14 +20,17 @@ pub enum Node {
     Worker,
 }
 
-pub async fn run(data_dir: PathBuf, args: ServeArgs, node: Node) -> anyhow::Result<()> {
+pub async fn run(
+    data_dir: PathBuf,
+    storage: &StorageArgs,
+    args: ServeArgs,
+    node: Node,
+) -> anyhow::Result<()> {
     logging::init(args.log_format, "info");
     hark_server::install_panic_hook();
-    let store = Store::open_data_dir(&data_dir)
-        .await
-        .with_context(|| format!("opening the database in {}", data_dir.display()))?;
-    let blobs =
-        BlobStore::local(data_dir.join("blobs")).context("preparing the audio directory")?;
+    let store = crate::storage::open_store(&data_dir, storage).await?;
+    let blobs = crate::storage::open_blobs(&data_dir, storage)?;
+    tracing::info!(database = store.engine(), audio = %blobs.describe(), "storage opened");
     if !(0.05..=3600.0).contains(&args.last_used_flush_secs) {
         anyhow::bail!("--last-used-flush-secs must be between 0.05 and 3600");
     }
@@ -40,6 +41,7 @@ pub async fn run(data_dir: PathBuf, args: ServeArgs, node: Node) -> anyhow::Resu
         max_upload_bytes: args.max_upload_mb.saturating_mul(1024 * 1024),
         secure_cookies: args.secure_cookies,
         fetch_allow_private: args.fetch_allow_private,
+        listen_for_changes: !args.no_listen,
         redis_url: args.redis_url.clone().filter(|u| !u.trim().is_empty()),
         redis_prefix: args.redis_prefix.clone(),
         graphql_introspection: args.graphql_introspection && !args.no_graphql_introspection,

@@ -3,12 +3,16 @@
 //! A presented token is parsed (shape and checksum, no storage touched), hashed, and looked
 //! up first in memory, then in the store. Cached entries are evicted when the store's
 //! change log says a token was revoked or rotated — by this process or any other sharing
-//! the database — so a revocation takes effect within one poll interval everywhere, and
-//! at once in the process that made it.
+//! the database — so a revocation takes effect at once in the process that made it, at
+//! once on PostgreSQL nodes woken by the change feed, and within one poll interval
+//! everywhere else. The cache fails closed: while the change log cannot be read (the
+//! database is unreachable, so revocations may be going unseen), it is not trusted and
+//! every request verifies against the store.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use hark_core::roles::Role;
@@ -55,13 +59,20 @@ pub struct TokenAuthenticator {
     /// Token lookups that went to the store (cache misses), for `/metrics`.
     store_lookups: AtomicU64,
     changed: tokio::sync::broadcast::Sender<i64>,
+    /// When the change log was last read in full, as milliseconds since `started`.
+    synced_at_ms: AtomicU64,
+    started: Instant,
+    /// How long the cache is trusted after the change log was last read.
+    max_silence: Duration,
 }
 
 impl TokenAuthenticator {
-    /// Starts watching the change log from its current end.
+    /// Starts watching the change log from its current end. The cache is trusted for
+    /// `max_silence` after each successful read of the log.
     pub async fn new(
         store: Store,
         recorder: Arc<LastUsedRecorder>,
+        max_silence: Duration,
     ) -> Result<Self, hark_store::StoreError> {
         let last = store.tokens().latest_change().await?;
         Ok(TokenAuthenticator {
@@ -72,6 +83,9 @@ impl TokenAuthenticator {
             recorder,
             store_lookups: AtomicU64::new(0),
             changed: tokio::sync::broadcast::channel(256).0,
+            synced_at_ms: AtomicU64::new(0),
+            started: Instant::now(),
+            max_silence,
         })
     }
 
@@ -89,8 +103,13 @@ impl TokenAuthenticator {
         hash: TokenHash,
         ip: Option<IpAddr>,
     ) -> Result<Principal, ApiError> {
-        let secret = match self.cache.get(&hash) {
-            Some(entry) => entry.clone(),
+        let cached = if self.in_sync() {
+            self.cache.get(&hash).map(|entry| entry.clone())
+        } else {
+            None
+        };
+        let secret = match cached {
+            Some(secret) => secret,
             None => self.load(hash).await?,
         };
         let now = OffsetDateTime::now_utc();
@@ -156,7 +175,10 @@ impl TokenAuthenticator {
         self.store_lookups.fetch_add(1, Ordering::Relaxed);
         let found = self.store.tokens().find_secret(&hash).await?;
         let secret = CachedSecret::from(found.ok_or(ApiError::AuthFailed)?);
-        if self.cache.len() < MAX_CACHED && self.generation.load(Ordering::Acquire) == generation {
+        if self.cache.len() < MAX_CACHED
+            && self.generation.load(Ordering::Acquire) == generation
+            && self.in_sync()
+        {
             self.cache.insert(hash, secret.clone());
         }
         Ok(secret)
@@ -187,7 +209,15 @@ impl TokenAuthenticator {
         if let Some((seq, _)) = changes.last() {
             self.last_change_seen.store(*seq, Ordering::Release);
         }
+        let now = self.started.elapsed().as_millis() as u64;
+        self.synced_at_ms.fetch_max(now, Ordering::AcqRel);
         Ok(changes.len())
+    }
+
+    /// Whether the change log was read recently enough for the cache to be trusted.
+    fn in_sync(&self) -> bool {
+        let synced = Duration::from_millis(self.synced_at_ms.load(Ordering::Acquire));
+        self.started.elapsed().saturating_sub(synced) <= self.max_silence
     }
 
     pub fn store_lookups(&self) -> u64 {

@@ -1,5 +1,6 @@
 //! Every route, registered once so the router and the OpenAPI document cannot disagree.
 
+mod audio;
 mod audit;
 mod batch;
 pub(crate) mod fireflies;

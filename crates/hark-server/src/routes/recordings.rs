@@ -336,10 +336,6 @@ pub async fn get_audio(
 ) -> Result<Response, ApiError> {
     principal.require(Scope::Read)?;
     let recording = owned(&state, &principal, id).await?;
-    let path = state
-        .blobs
-        .path(&recording.blob_key)
-        .ok_or(ApiError::NotFound("audio"))?;
     // Only a type found by sniffing at upload is served as such; user bytes are never
     // served as a page (the security-headers layer adds `nosniff` and a sandboxing CSP).
     let content_type = SERVED_TYPES
@@ -361,16 +357,24 @@ pub async fn get_audio(
     } else {
         format!("attachment; filename=\"{}\"", file_stem(&recording.title))
     };
-    let mut response = ServeFile::new_with_mime(path, &mime)
-        .oneshot(request)
-        .await
-        .map_err(|e| ApiError::Internal(format!("reading audio: {e}")))?;
+    let mut response = match state.blobs.local_path(&recording.blob_key) {
+        Some(path) => ServeFile::new_with_mime(path, &mime)
+            .oneshot(request)
+            .await
+            .map_err(|e| ApiError::Internal(format!("reading audio: {e}")))?
+            .map(Body::new),
+        None if recording.blob_key.is_empty() => return Err(ApiError::NotFound("audio")),
+        None => {
+            super::audio::serve_blob(&state, &recording.blob_key, request.headers(), content_type)
+                .await?
+        }
+    };
     if let Ok(value) = HeaderValue::from_str(&disposition) {
         response
             .headers_mut()
             .insert(header::CONTENT_DISPOSITION, value);
     }
-    Ok(response.map(Body::new))
+    Ok(response)
 }
 
 #[utoipa::path(get, path = "/api/recordings/{id}/transcript", tag = "recordings",

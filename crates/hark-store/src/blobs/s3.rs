@@ -50,7 +50,10 @@ pub(super) struct S3Blobs {
 impl S3Blobs {
     pub(super) fn new(settings: &S3Settings, scratch_dir: PathBuf) -> Result<Self> {
         let rest = settings.url.strip_prefix("s3://").ok_or_else(|| {
-            StoreError::Config(format!("a blob URL starts with s3:// (got {:?})", settings.url))
+            StoreError::Config(format!(
+                "a blob URL starts with s3:// (got {:?})",
+                settings.url
+            ))
         })?;
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         if bucket.is_empty() {
@@ -87,7 +90,9 @@ impl S3Blobs {
         if let Some(secret) = &settings.secret_access_key {
             builder = builder.with_secret_access_key(secret);
         }
-        let store = builder.build().map_err(|e| StoreError::Config(e.to_string()))?;
+        let store = builder
+            .build()
+            .map_err(|e| StoreError::Config(e.to_string()))?;
         Ok(S3Blobs {
             store: Arc::new(store),
             bucket: bucket.to_owned(),
@@ -119,7 +124,11 @@ impl S3Blobs {
 
     pub(super) async fn writer(&self, key: String) -> Result<S3Writer> {
         let location = self.location(&key)?;
-        let upload = self.store.put_multipart(&location).await.map_err(unavailable)?;
+        let upload = self
+            .store
+            .put_multipart(&location)
+            .await
+            .map_err(unavailable)?;
         Ok(S3Writer {
             upload: Some(WriteMultipart::new(upload)),
             key,

@@ -245,11 +245,35 @@ async fn a_lost_attempt_cannot_complete_even_under_the_same_worker_name() {
         // The same name again: a restarted process whose host and pid repeat.
         let second = store.jobs().claim("w", lease * 100).await.unwrap().unwrap();
         assert_eq!((second.id, second.attempts), (first.id, 2));
-        assert!(!store.jobs().heartbeat(&first, "w", lease, 0.5).await.unwrap());
-        assert!(!store.jobs().complete(&first, "w", &outcome()).await.unwrap());
+        assert!(
+            !store
+                .jobs()
+                .heartbeat(&first, "w", lease, 0.5)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .jobs()
+                .complete(&first, "w", &outcome())
+                .await
+                .unwrap()
+        );
         assert!(!store.jobs().fail(&first, "w", "late").await.unwrap());
-        assert!(store.jobs().complete(&second, "w", &outcome()).await.unwrap());
-        assert!(!store.jobs().complete(&second, "w", &outcome()).await.unwrap());
+        assert!(
+            store
+                .jobs()
+                .complete(&second, "w", &outcome())
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .jobs()
+                .complete(&second, "w", &outcome())
+                .await
+                .unwrap()
+        );
     })
     .await;
 }
@@ -257,7 +281,11 @@ async fn a_lost_attempt_cannot_complete_even_under_the_same_worker_name() {
 #[tokio::test]
 async fn racing_claimers_take_each_job_once() {
     on_each_backend(async |store| {
-        let user = store.users().create("ada", "x", Role::Member).await.unwrap();
+        let user = store
+            .users()
+            .create("ada", "x", Role::Member)
+            .await
+            .unwrap();
         for n in 0..20 {
             let new = NewRecording {
                 user_id: user.id,
@@ -277,7 +305,12 @@ async fn racing_claimers_take_each_job_once() {
             let store = store.clone();
             tokio::spawn(async move {
                 let mut taken = Vec::new();
-                while let Some(job) = store.jobs().claim(name, Duration::seconds(60)).await.unwrap() {
+                while let Some(job) = store
+                    .jobs()
+                    .claim(name, Duration::seconds(60))
+                    .await
+                    .unwrap()
+                {
                     assert!(store.jobs().complete(&job, name, &outcome()).await.unwrap());
                     taken.push(job.id);
                 }

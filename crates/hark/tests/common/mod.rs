@@ -5,6 +5,8 @@
 #![allow(dead_code)]
 
 pub mod peer;
+pub mod proxy;
+pub mod storage;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -15,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{Value, json};
+#[allow(unused_imports)]
+pub use storage::{S3Server, TestStorage};
 
 pub const PASSWORD: &str = "correct horse battery";
 
@@ -61,6 +65,8 @@ pub struct TestServer {
     pub base: String,
     pub data_dir: tempfile::TempDir,
     pub client: Client,
+    /// The database (and bucket) every process of this server uses.
+    pub storage: TestStorage,
     child: Option<Child>,
     log: Arc<Mutex<String>>,
     reader: Option<JoinHandle<()>>,
@@ -75,12 +81,19 @@ impl TestServer {
     /// Starts `hark serve` with extra flags; last-used times flush every 200 ms unless a
     /// flag says otherwise. The engine decodes greedily (beam 1) to keep tests quick.
     pub async fn start_with(extra: &[&str]) -> Self {
+        Self::start_on(TestStorage::from_environment().await, extra).await
+    }
+
+    /// Starts `hark serve` on the given storage (a cluster's PostgreSQL and bucket).
+    pub async fn start_on(storage: TestStorage, extra: &[&str]) -> Self {
         let data_dir = tempfile::tempdir().expect("temp dir");
         let log = Arc::new(Mutex::new(String::new()));
-        let (child, reader, base) = spawn_server(data_dir.path(), extra, log.clone());
+        let (child, reader, base) =
+            spawn_node("serve", data_dir.path(), &storage, extra, log.clone());
         TestServer {
             base,
             data_dir,
+            storage,
             client: Client::builder()
                 .timeout(Duration::from_secs(120))
                 // A server that answers early (a 413) closes the connection: never reuse one.
@@ -108,7 +121,13 @@ impl TestServer {
     /// Starts a new server process on the same data dir (after `kill` or `terminate`).
     pub fn restart(&mut self, extra: &[&str]) {
         assert!(self.child.is_none(), "stop the server first");
-        let (child, reader, base) = spawn_server(self.data_dir.path(), extra, self.log.clone());
+        let (child, reader, base) = spawn_node(
+            "serve",
+            self.data_dir.path(),
+            &self.storage,
+            extra,
+            self.log.clone(),
+        );
         self.child = Some(child);
         self.reader = Some(reader);
         self.base = base;
@@ -141,7 +160,9 @@ impl TestServer {
 
     /// Runs `hark admin …` against this server's data dir.
     pub fn admin(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut child = Command::new(hark_bin())
+        let mut command = Command::new(hark_bin());
+        self.storage.apply(&mut command);
+        let mut child = command
             .arg("--data-dir")
             .arg(self.data_dir.path())
             .arg("admin")
@@ -378,22 +399,17 @@ pub fn model_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/whisper-tiny.en")
 }
 
-fn spawn_server(
-    data_dir: &Path,
-    extra: &[&str],
-    log: Arc<Mutex<String>>,
-) -> (Child, JoinHandle<()>, String) {
-    spawn_node("serve", data_dir, extra, log)
-}
-
 /// Starts `hark serve` or `hark worker`; returns once it says where it listens.
 fn spawn_node(
     command: &str,
     data_dir: &Path,
+    storage: &TestStorage,
     extra: &[&str],
     log: Arc<Mutex<String>>,
 ) -> (Child, JoinHandle<()>, String) {
-    let mut child = Command::new(hark_bin())
+    let mut process = Command::new(hark_bin());
+    storage.apply(&mut process);
+    let mut child = process
         .args([command, "--listen", "127.0.0.1:0", "--beam-size", "1"])
         .arg("--model-dir")
         .arg(model_dir())
@@ -432,21 +448,61 @@ fn spawn_node(
     (child, reader, format!("http://{addr}"))
 }
 
-/// Another hark process on a test server's data dir (`hark worker`, or a second `hark
-/// serve`), killed when dropped. Its log goes into the server's, so the secret checks cover
-/// it too.
+/// Another hark process beside a test server (`hark worker`, or a second `hark serve`),
+/// killed when dropped. Its log goes into the server's, so the secret checks cover it too.
 pub struct TestNode {
     /// Where it listens (a worker: `/healthz`, `/readyz`, `/metrics` only).
     pub base: String,
     child: Child,
+    /// A node of its own has its own (otherwise unused) data dir.
+    _data_dir: Option<tempfile::TempDir>,
 }
 
 impl TestServer {
-    /// Starts `hark COMMAND` (`worker` or `serve`) on this server's data dir.
+    /// Starts `hark COMMAND` (`worker` or `serve`) on this server's data dir and storage.
     pub fn start_node(&self, command: &str, extra: &[&str]) -> TestNode {
-        let (child, _reader, base) =
-            spawn_node(command, self.data_dir.path(), extra, self.log.clone());
-        TestNode { base, child }
+        let (child, _reader, base) = spawn_node(
+            command,
+            self.data_dir.path(),
+            &self.storage,
+            extra,
+            self.log.clone(),
+        );
+        TestNode {
+            base,
+            child,
+            _data_dir: None,
+        }
+    }
+
+    /// Starts `hark COMMAND` with a data dir of its own, sharing only this server's
+    /// database and bucket: a node on another machine of a cluster.
+    pub fn start_separate_node(&self, command: &str, extra: &[&str]) -> TestNode {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let (child, _reader, base) = spawn_node(
+            command,
+            data_dir.path(),
+            &self.storage,
+            extra,
+            self.log.clone(),
+        );
+        TestNode {
+            base,
+            child,
+            _data_dir: Some(data_dir),
+        }
+    }
+}
+
+impl TestNode {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Kills the process without warning (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -23,6 +23,8 @@ pub enum Code {
     AdminMustExist,
     TooManyRequests,
     PayloadTooLarge,
+    /// Storage did not answer; worth retrying (hark's own: Fireflies documents none).
+    ServiceUnavailable,
     InvariantViolation,
 }
 
@@ -38,6 +40,7 @@ impl Code {
             Code::AdminMustExist => "admin_must_exist",
             Code::TooManyRequests => "too_many_requests",
             Code::PayloadTooLarge => "payload_too_large",
+            Code::ServiceUnavailable => "service_unavailable",
             Code::InvariantViolation => "invariant_violation",
         }
     }
@@ -52,6 +55,7 @@ impl Code {
             }
             Code::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Code::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Code::InvariantViolation => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -163,6 +167,10 @@ impl From<&ApiError> for FfError {
                     })),
                     ..FfError::new(Code::TooManyRequests, message)
                 }
+            }
+            ApiError::Unavailable(detail) => {
+                tracing::warn!(error = %detail, "GraphQL request failed: storage unavailable");
+                FfError::new(Code::ServiceUnavailable, message)
             }
             ApiError::Internal(detail) => {
                 tracing::error!(error = %detail, "GraphQL request failed");

@@ -188,10 +188,13 @@ pub async fn transcriptions(
         }
     };
     let key = file.commit().await?;
-    let path = state
-        .blobs
-        .path(&key)
-        .ok_or_else(|| ApiError::Internal("blob path".into()))?;
+    let audio = match state.blobs.local_copy(&key).await {
+        Ok(audio) => audio,
+        Err(e) => {
+            let _ = state.blobs.delete(&key).await;
+            return Err(e.into());
+        }
+    };
     let options = JobOptions {
         language,
         temperature,
@@ -199,7 +202,11 @@ pub async fn transcriptions(
         word_timestamps: granularities.words,
         ..JobOptions::default()
     };
-    let result = state.pipeline.transcribe_now(path, &options).await;
+    let result = state
+        .pipeline
+        .transcribe_now(audio.path().to_owned(), &options)
+        .await;
+    drop(audio);
     let _ = state.blobs.delete(&key).await;
     let transcript = result.map_err(|e| match e {
         SpeechError::Audio(message) => ApiError::bad_request(format!("file: {message}")),
