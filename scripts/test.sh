@@ -34,3 +34,11 @@ fi
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked --workspace
+# The HTTP suite again, every server on a scratch PostgreSQL database of its own (the
+# cluster tests already run on PostgreSQL and S3).
+http_tests=()
+for file in crates/hark/tests/*.rs; do
+  name=$(basename "$file" .rs)
+  [ "$name" = cluster ] || http_tests+=(--test "$name")
+done
+HARK_TEST_DATABASE=postgres cargo test --locked -p hark "${http_tests[@]}"

@@ -1,13 +1,16 @@
-//! (b) Uncached verification against SQLite: parse the token, hash it, look the hash up
-//! (one indexed query joining the token and its owner), with 1 thousand and with 1 million
-//! tokens stored. The 1k case is the baseline the 1M case is compared to.
+//! (b) Uncached verification: parse the token, hash it, look the hash up (one indexed
+//! query joining the token and its owner), with 1 thousand and with 1 million tokens
+//! stored. The 1k case is the baseline the 1M case is compared to.
 //!
-//! cargo bench -p hark-store --bench verify_uncached
+//! cargo bench -p hark-store --bench verify_uncached                 # SQLite
+//! HARK_BENCH_BACKEND=postgres cargo bench -p hark-store --bench verify_uncached
+//!   (a scratch database on HARK_TEST_POSTGRES_URL's server, dropped after)
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use hark_core::roles::Role;
 use hark_core::tokens::{TokenKind, generate, parse};
 use hark_store::Store;
+use hark_store::testing::ScratchDatabase;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection};
 
@@ -55,6 +58,57 @@ async fn seed(path: &std::path::Path, count: usize) -> Vec<String> {
     samples
 }
 
+/// The same for PostgreSQL, a thousand rows a statement (arrays unnested server-side).
+async fn seed_postgres(url: &str, count: usize) -> Vec<String> {
+    let store = Store::open_postgres(url, 2).await.unwrap();
+    let user = store
+        .users()
+        .create("bench", "x", Role::Member)
+        .await
+        .unwrap();
+    store.close().await;
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    let mut tx = conn.begin().await.unwrap();
+    let mut samples = Vec::new();
+    let step = (count / 1000).max(1);
+    let mut made = 0;
+    while made < count {
+        let batch = (count - made).min(1000);
+        let tokens: Vec<_> = (0..batch).map(|_| generate(TokenKind::Personal)).collect();
+        let hints: Vec<String> = tokens.iter().map(|t| t.hint.clone()).collect();
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "INSERT INTO tokens (kind, name, scopes, user_id, workspace_id, hint, created_at)
+             SELECT 'personal', 'bench', 'read,write', $1, 1, hint, 0 FROM UNNEST($2::text[]) AS hint
+             RETURNING id",
+        )
+        .bind(user.id)
+        .bind(&hints)
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+        let hashes: Vec<Vec<u8>> = tokens.iter().map(|t| t.hash.as_bytes().to_vec()).collect();
+        sqlx::query(
+            "INSERT INTO token_secrets (hash, token_id)
+             SELECT * FROM UNNEST($1::bytea[], $2::bigint[])",
+        )
+        .bind(&hashes)
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        for (i, token) in tokens.into_iter().enumerate() {
+            if (made + i) % step == 0 {
+                samples.push(token.secret.into_exposed());
+            }
+        }
+        made += batch;
+    }
+    tx.commit().await.unwrap();
+    sqlx::query("ANALYZE").execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+    samples
+}
+
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -67,12 +121,23 @@ fn bench(c: &mut Criterion) {
         .ok()
         .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![1_000, 1_000_000]);
+    let postgres = std::env::var("HARK_BENCH_BACKEND").as_deref() == Ok("postgres");
     for count in counts {
-        let path = dir.path().join(format!("tokens-{count}.db"));
         let started = std::time::Instant::now();
-        let samples = rt.block_on(seed(&path, count));
+        let (store, samples, _database) = if postgres {
+            let database = rt.block_on(ScratchDatabase::create()).unwrap();
+            let samples = rt.block_on(seed_postgres(database.url(), count));
+            let store = rt
+                .block_on(Store::open_postgres(database.url(), 4))
+                .unwrap();
+            (store, samples, Some(database))
+        } else {
+            let path = dir.path().join(format!("tokens-{count}.db"));
+            let samples = rt.block_on(seed(&path, count));
+            let store = rt.block_on(Store::open_sqlite_file(&path)).unwrap();
+            (store, samples, None)
+        };
         eprintln!("seeded {count} tokens in {:?}", started.elapsed());
-        let store = rt.block_on(Store::open_sqlite_file(&path)).unwrap();
         let mut next = 0usize;
         group.bench_with_input(BenchmarkId::from_parameter(count), &count, |b, _| {
             b.iter(|| {

@@ -271,6 +271,11 @@ async fn the_nodes_ride_out_a_database_outage_without_losing_an_upload() {
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"]["code"], "unavailable");
+    // Fail closed: once the change log has gone unread past its bound (3 s), a cached
+    // token is no longer trusted — a revocation could be going unseen.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let cached = server.get("/api/tokens/self", &token).await.status();
+    assert_eq!(cached, StatusCode::SERVICE_UNAVAILABLE);
     outage.restore().await;
 
     let started = Instant::now();
