@@ -12,7 +12,9 @@
 (3) Authenticated GET /api/recordings throughput (wrk) against one API node, then against
     two nodes at once (one wrk each), summed.
 
-Needs target/release/hark (built here), wrk, and PostgreSQL at 127.0.0.1:5432.
+Needs target/release/hark (built here), wrk, and PostgreSQL at 127.0.0.1:5432. Rate limits
+are lifted on the nodes (each revocation ends in one 401 per probe, which the per-IP
+lock-out would otherwise count).
 """
 
 import argparse
@@ -58,7 +60,7 @@ class Node:
         self.log = open(os.path.join(data_dir, f"{command}-{secrets.token_hex(3)}.log"), "w+")
         args = [HARK, "--data-dir", data_dir, command, "--listen", "127.0.0.1:0",
                 "--model-dir", MODEL, "--beam-size", "1", "--token-rate-per-minute",
-                "4000000000", *extra]
+                "4000000000", "--failed-auth-per-minute", "0", *extra]
         self.proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=self.log)
         deadline = time.time() + 30
         while time.time() < deadline:

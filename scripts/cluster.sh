@@ -49,6 +49,8 @@ pids+=($!)
 "$bin" --data-dir "$work/worker" worker --listen 127.0.0.1:8090 --workers 2 >"$work/worker.log" 2>&1 &
 pids+=($!)
 
+# A password in the URL is not printed.
+shown_url=$(printf %s "$DATABASE_URL" | sed -E 's#//([^:@/]*):[^@/]*@#//\1:****@#')
 for port in 8081 8082 8090; do
   for _ in $(seq 100); do
     curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break
@@ -60,10 +62,10 @@ hark cluster running (logs in $work/*.log):
   API node A   http://127.0.0.1:8081/
   API node B   http://127.0.0.1:8082/
   worker       http://127.0.0.1:8090/healthz  (/readyz, /metrics)
-  PostgreSQL   $DATABASE_URL
+  PostgreSQL   $shown_url
   S3 (s3s-fs)  $AWS_ENDPOINT_URL  bucket hark, prefix audio/
 Make a token with:
-  HARK_DATABASE_URL=$DATABASE_URL $bin admin create-token --username admin --name cli
+  HARK_DATABASE_URL=$shown_url $bin admin create-token --username admin --name cli
 Ctrl-C stops everything.
 EOF
 wait

@@ -261,12 +261,11 @@ async fn process(state: &AppState, worker: &str, job: Job) {
     );
     let recording = match state.store.recordings().by_id(job.recording_id).await {
         Ok(r) => r,
-        Err(e) => {
-            let _ = jobs
-                .fail(&job, worker, &format!("the recording is gone: {e}"))
-                .await;
+        Err(hark_store::StoreError::NotFound) => {
+            let _ = jobs.fail(&job, worker, "the recording is gone").await;
             return;
         }
+        Err(e) => return retry_or_fail(state, worker, &job, &e.to_string()).await,
     };
     // The lease is kept alive from here on: fetching a URL can take minutes too.
     let progress = Arc::new(AtomicU64::new(0f64.to_bits()));
@@ -298,8 +297,10 @@ async fn process(state: &AppState, worker: &str, job: Job) {
             return fail(state, worker, &job, "the stored audio cannot be found").await;
         }
         Err(e) => {
-            let reason = format!("the stored audio could not be read: {e}");
-            return retry_or_fail(state, worker, &job, &reason).await;
+            // The detail (the bucket's address, the key) is for the log, not the uploader.
+            tracing::warn!(job = job.id, error = %e, "the stored audio could not be read");
+            let reason = "the stored audio could not be read (storage unavailable)";
+            return retry_or_fail(state, worker, &job, reason).await;
         }
     };
     // Stored transcripts keep their words, whatever the submitter asked: the documents API
@@ -327,8 +328,16 @@ async fn process(state: &AppState, worker: &str, job: Job) {
         }
         Err(e) => return retry_or_fail(state, worker, &job, &e.to_string()).await,
     };
-    if let Err(e) = jobs.mark_summarizing(&job).await {
-        return retry_or_fail(state, worker, &job, &e.to_string()).await;
+    match jobs.mark_summarizing(&job, worker).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(
+                job = job.id,
+                "lease lost before summarizing; another worker owns the job"
+            );
+            return;
+        }
+        Err(e) => return retry_or_fail(state, worker, &job, &e.to_string()).await,
     }
     let summary = state.pipeline.summarize(&outcome.text()).await;
     let stored = Outcome {

@@ -24,8 +24,8 @@ pub enum StoreError {
 }
 
 impl From<sqlx::Error> for StoreError {
-    /// A database that did not answer (down, restarting, out of connections) is
-    /// [`StoreError::Unavailable`], worth retrying; one that refused a statement is not.
+    /// A database that did not answer (down, restarting, out of connections, failing over)
+    /// is [`StoreError::Unavailable`], worth retrying; one that refused a statement is not.
     fn from(err: sqlx::Error) -> Self {
         let lost = matches!(
             err,
@@ -35,8 +35,13 @@ impl From<sqlx::Error> for StoreError {
                 | sqlx::Error::Tls(_)
                 | sqlx::Error::WorkerCrashed
         ) || matches!(&err, sqlx::Error::Database(db)
-            // 57P: the server is shutting down or restarting; 08: the connection failed.
-            if db.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08")));
+        // 57P: shutting down or restarting; 08: the connection failed; 53: out of
+        // resources (too many connections); 25006: a read-only standby (failover);
+        // 40001/40P01: serialization failure or deadlock — all worth a retry.
+        if db.code().is_some_and(|c| {
+            ["57P", "08", "53"].iter().any(|class| c.starts_with(class))
+                || ["25006", "40001", "40P01"].contains(&c.as_ref())
+        }));
         if lost {
             StoreError::Unavailable(format!("database: {err}"))
         } else {

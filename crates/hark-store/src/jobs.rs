@@ -216,17 +216,24 @@ impl Jobs<'_> {
         Ok(done == 1)
     }
 
-    pub async fn mark_summarizing(&self, job: &Job) -> Result<()> {
-        let mut tx = self.db.begin().await?;
-        set_recording_status(
-            &mut tx,
-            job.recording_id,
-            RecordingStatus::Summarizing,
-            None,
+    /// Shows the recording as being summarized — if this attempt of `worker` still holds
+    /// the lease (false otherwise: a late worker must not relabel another's result).
+    pub async fn mark_summarizing(&self, job: &Job, worker: &str) -> Result<bool> {
+        let updated = on!(self.db, c => sqlx::query(
+            "UPDATE recordings SET status = $1, error = NULL, updated_at = $2
+             WHERE id = $3 AND EXISTS (SELECT 1 FROM jobs WHERE id = $4 AND attempts = $5
+                                       AND leased_by = $6 AND status = 'running')",
         )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        .bind(RecordingStatus::Summarizing.as_str())
+        .bind(now_millis())
+        .bind(job.recording_id)
+        .bind(job.id)
+        .bind(job.attempts)
+        .bind(worker)
+        .execute(c)
+        .await
+        .map(|done| done.rows_affected()))?;
+        Ok(updated == 1)
     }
 
     /// Stores the transcript and summary and closes the job — if this attempt of `worker`

@@ -367,8 +367,12 @@ impl Tokens<'_> {
         if uses.is_empty() {
             return Ok(());
         }
+        // Rows are locked in id order, so nodes flushing overlapping batches at once queue
+        // behind each other instead of deadlocking.
+        let mut ordered: Vec<&TokenUse> = uses.iter().collect();
+        ordered.sort_by_key(|u| u.token_id);
         let mut tx = self.db.begin().await?;
-        for u in uses {
+        for u in ordered {
             on!(tx, c => sqlx::query(
                 "UPDATE tokens SET last_used_at = $1, last_used_ip = $2
                  WHERE id = $3 AND (last_used_at IS NULL OR last_used_at < $1)",
@@ -394,16 +398,21 @@ impl Tokens<'_> {
         )
     }
 
-    /// Changes after `seq`, oldest first, as (seq, token id).
+    /// Changes after `seq`, oldest first, as (seq, token id); at most
+    /// [`CHANGES_PER_READ`], so a reader that gets that many reads again.
     pub async fn changes_since(&self, seq: i64) -> Result<Vec<(i64, i64)>> {
-        Ok(on!(self.db, c => sqlx::query_as(
-            "SELECT seq, token_id FROM token_changes WHERE seq > $1 ORDER BY seq LIMIT 10000",
-        )
+        Ok(on!(self.db, c => sqlx::query_as(sql!(
+            "SELECT seq, token_id FROM token_changes WHERE seq > $1 ORDER BY seq
+             LIMIT {CHANGES_PER_READ}"
+        ))
         .bind(seq)
         .fetch_all(c)
         .await)?)
     }
 }
+
+/// The most changes [`Tokens::changes_since`] returns at once.
+pub const CHANGES_PER_READ: usize = 10_000;
 
 async fn record_change(tx: &mut Tx, token_id: i64, at_ms: i64) -> Result<()> {
     on!(tx, c => sqlx::query("INSERT INTO token_changes (token_id, changed_at) VALUES ($1, $2)")
@@ -605,6 +614,36 @@ mod tests {
                     .unwrap()
                     .is_some()
             );
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn change_log_entries_become_visible_in_their_order() {
+        // A reader follows the log by seq: a later seq committed before an earlier one would
+        // move it past the earlier change for good. So a second writer waits for the first.
+        on_each_backend(async |store| {
+            let mut first = store.db.begin().await.unwrap();
+            record_change(&mut first, 1, 0).await.unwrap();
+            let second = tokio::spawn({
+                let store = store.clone();
+                async move {
+                    let mut tx = store.db.begin().await.unwrap();
+                    record_change(&mut tx, 2, 0).await.unwrap();
+                    tx.commit().await.unwrap();
+                }
+            });
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            assert!(
+                !second.is_finished(),
+                "the second writer waits for the first"
+            );
+            assert!(store.tokens().changes_since(0).await.unwrap().is_empty());
+            first.commit().await.unwrap();
+            second.await.unwrap();
+            let changes = store.tokens().changes_since(0).await.unwrap();
+            let tokens: Vec<i64> = changes.iter().map(|(_, token)| *token).collect();
+            assert_eq!(tokens, [1, 2]);
         })
         .await;
     }

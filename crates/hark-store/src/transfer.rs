@@ -55,20 +55,7 @@ impl Store {
     /// what its migrations created, then verifies both sides match.
     pub async fn copy_into(&self, target: &Store) -> Result<Vec<CopiedTable>> {
         let tables = self.tables().await?;
-        for table in &tables {
-            let rows = count(&target.db, &table.name).await?;
-            let allowed = if SEEDED.contains(&table.name.as_str()) {
-                1
-            } else {
-                0
-            };
-            if rows > allowed {
-                return Err(StoreError::Conflict(format!(
-                    "the target is not empty: {} holds {rows} rows; migrate into a new database",
-                    table.name
-                )));
-            }
-        }
+        self.check_target(target, &tables).await?;
         let mut tx = target.db.begin().await?;
         for name in SEEDED {
             on!(tx, c => sqlx::query(sql!("DELETE FROM {name}")).execute(c).await.map(|done| done.rows_affected()))?;
@@ -116,6 +103,31 @@ impl Store {
             });
         }
         Ok(copied)
+    }
+
+    /// Refuses a `target` that holds anything beyond what its migrations created (checked
+    /// again by [`Store::copy_into`]; callers check first when they copy more than rows).
+    pub async fn ensure_empty_target(&self, target: &Store) -> Result<()> {
+        let tables = self.tables().await?;
+        self.check_target(target, &tables).await
+    }
+
+    async fn check_target(&self, target: &Store, tables: &[Table]) -> Result<()> {
+        for table in tables {
+            let rows = count(&target.db, &table.name).await?;
+            let allowed = if SEEDED.contains(&table.name.as_str()) {
+                1
+            } else {
+                0
+            };
+            if rows > allowed {
+                return Err(StoreError::Conflict(format!(
+                    "the target is not empty: {} holds {rows} rows; migrate into a new database",
+                    table.name
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The source's tables in creation order, with their declared column types.

@@ -45,32 +45,49 @@ pub async fn run(
         }
         None => None,
     };
-    let tables = source
-        .copy_into(&target)
+    source
+        .ensure_empty_target(&target)
         .await
-        .context("copying the database")?;
+        .context("checking the target database")?;
+    // The audio goes first: if anything fails, what was copied is removed again and both
+    // targets are as empty as they were, so the command can simply be run again.
+    let mut copied = Vec::new();
+    if let Some((local, target_blobs)) = &blobs {
+        let keys = source.recordings().blob_keys().await?;
+        let mut bytes = 0;
+        for key in &keys {
+            match local.copy_to(key, target_blobs).await {
+                Ok((size, _)) => {
+                    bytes += size;
+                    copied.push(key.clone());
+                }
+                Err(e) => {
+                    remove(target_blobs, &copied).await;
+                    return Err(e).with_context(|| format!("copying the audio {key}"));
+                }
+            }
+        }
+        println!(
+            "{:<20} {:>8} files ({bytes} bytes), each read back and checked",
+            "audio",
+            keys.len()
+        );
+    }
+    let tables = match source.copy_into(&target).await {
+        Ok(tables) => tables,
+        Err(e) => {
+            if let Some((_, target_blobs)) = &blobs {
+                remove(target_blobs, &copied).await;
+            }
+            return Err(e).context("copying the database");
+        }
+    };
     for table in &tables {
         println!(
             "{:<20} {:>8} rows  sha256 {}",
             table.table,
             table.rows,
             &table.checksum[..16]
-        );
-    }
-    if let Some((local, target_blobs)) = blobs {
-        let keys = source.recordings().blob_keys().await?;
-        let mut bytes = 0;
-        for key in &keys {
-            let (size, _) = local
-                .copy_to(key, &target_blobs)
-                .await
-                .with_context(|| format!("copying the audio {key}"))?;
-            bytes += size;
-        }
-        println!(
-            "{:<20} {:>8} files ({bytes} bytes), each read back and checked",
-            "audio",
-            keys.len()
         );
     }
     println!(
@@ -85,4 +102,13 @@ pub async fn run(
     source.close().await;
     target.close().await;
     Ok(())
+}
+
+/// Takes back the audio a failed migration copied.
+async fn remove(blobs: &BlobStore, keys: &[String]) {
+    for key in keys {
+        if let Err(e) = blobs.delete(key).await {
+            eprintln!("could not remove {key} from the target bucket: {e}");
+        }
+    }
 }

@@ -26,6 +26,22 @@ fn field(line: &str, name: &str) -> Option<i64> {
         .and_then(|n| n.parse().ok())
 }
 
+/// The server's log once `ready` holds (within 10 s), and a moment later, so a line that
+/// should not be there has had its chance to appear.
+async fn logged(server: &TestServer, ready: impl Fn(&str) -> bool) -> String {
+    let started = Instant::now();
+    while !ready(&server.log_text()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{}",
+            server.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.log_text()
+}
+
 fn completions(log: &str, job: i64) -> usize {
     log.lines()
         .filter(|l| l.contains("transcription completed") && field(l, "job") == Some(job))
@@ -183,7 +199,11 @@ async fn a_job_whose_worker_was_killed_is_completed_once_by_another() {
         .json()
         .await
         .unwrap();
-    let log = api.log_text();
+    // The worker logs its completion just after committing it: wait for the line.
+    let log = logged(&api, |log| {
+        log.matches("transcription completed").count() >= 1
+    })
+    .await;
     let starts: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("transcription started") && field(l, "recording") == Some(id))
@@ -219,7 +239,10 @@ async fn two_workers_racing_over_twenty_jobs_complete_each_once() {
         let done = wait_for_recording(&api, &token, *id, Duration::from_secs(300)).await;
         assert_eq!(done["status"], "COMPLETED", "{done}");
     }
-    let log = api.log_text();
+    let log = logged(&api, |log| {
+        log.matches("transcription completed").count() >= 20
+    })
+    .await;
     let completed: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("transcription completed"))

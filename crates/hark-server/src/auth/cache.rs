@@ -209,8 +209,11 @@ impl TokenAuthenticator {
         if let Some((seq, _)) = changes.last() {
             self.last_change_seen.store(*seq, Ordering::Release);
         }
-        let now = self.started.elapsed().as_millis() as u64;
-        self.synced_at_ms.fetch_max(now, Ordering::AcqRel);
+        // A full read may have left more behind: in sync only once the log is read to its end.
+        if changes.len() < hark_store::tokens::CHANGES_PER_READ {
+            let now = self.started.elapsed().as_millis() as u64;
+            self.synced_at_ms.fetch_max(now, Ordering::AcqRel);
+        }
         Ok(changes.len())
     }
 

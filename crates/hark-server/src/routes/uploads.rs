@@ -247,7 +247,12 @@ pub async fn submit(
         user_id: principal.user_id,
         project_id,
         title,
-        original_filename: filename.chars().take(255).collect(),
+        // Control characters (a `%00` in a URL, say) are dropped: no database stores NUL.
+        original_filename: filename
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(255)
+            .collect(),
         mime_type,
         size_bytes: size,
         blob_key: blob_key.clone(),
