@@ -80,7 +80,15 @@ impl Users<'_> {
         username: &str,
         password_hash: &str,
     ) -> Result<Option<User>> {
-        let row: Option<UserRow> = on!(self.db, c => sqlx::query_as(sql!(
+        let mut tx = self.db.begin_writing().await?;
+        // Two first-run requests at once must not both see no users: SQLite's write lock
+        // (taken at BEGIN) orders them; PostgreSQL, reading committed data, needs a lock.
+        if let crate::Backend::Postgres(c) = tx.backend() {
+            sqlx::query("SELECT pg_advisory_xact_lock(7311021456)")
+                .execute(c)
+                .await?;
+        }
+        let row: Option<UserRow> = on!(tx, c => sqlx::query_as(sql!(
             "INSERT INTO users (workspace_id, username, password_hash, role, created_at)
              SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM users)
              RETURNING {COLUMNS}"
@@ -92,6 +100,7 @@ impl Users<'_> {
         .bind(now_millis())
         .fetch_optional(c)
         .await)?;
+        tx.commit().await?;
         row.map(|r| Ok(r.into_credentials()?.user)).transpose()
     }
 
@@ -206,5 +215,35 @@ impl Users<'_> {
             .fetch_one(c)
             .await)?,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::on_each_backend;
+
+    #[tokio::test]
+    async fn of_first_run_requests_racing_only_one_makes_an_admin() {
+        on_each_backend(async |store| {
+            let racers: Vec<_> = (0..8)
+                .map(|n| {
+                    let store = store.clone();
+                    tokio::spawn(async move {
+                        store
+                            .users()
+                            .create_first_admin(&format!("admin{n}"), "x")
+                            .await
+                            .unwrap()
+                    })
+                })
+                .collect();
+            let mut made = 0;
+            for racer in racers {
+                made += usize::from(racer.await.unwrap().is_some());
+            }
+            assert_eq!(made, 1);
+            assert_eq!(store.users().count().await.unwrap(), 1);
+        })
+        .await;
     }
 }
