@@ -184,7 +184,7 @@ async fn dispatch(store: &Store, command: AdminCommand) -> anyhow::Result<()> {
                 }
             }
         }
-        AdminCommand::Migrate { .. } => unreachable!("handled before the store is opened"),
+        AdminCommand::Migrate { .. } => bail!("migrate runs before a store is opened"),
         AdminCommand::RevokeToken { id } => {
             let record = revoke(store, id, &cli_actor()).await?;
             eprintln!("revoked token {} ({})", record.id, record.name);

@@ -9,19 +9,26 @@ async fn submitted(store: &crate::Store) -> (crate::recordings::Recording, Job) 
         .create("ada", "x", Role::Member)
         .await
         .unwrap();
-    let new = NewRecording {
-        user_id: user.id,
+    store
+        .jobs()
+        .submit(&recording_of(user.id, "k"), "{}", 2)
+        .await
+        .unwrap()
+}
+
+fn recording_of(user_id: i64, blob_key: &str) -> NewRecording {
+    NewRecording {
+        user_id,
         project_id: 1,
         title: "t".into(),
         original_filename: "a.wav".into(),
         mime_type: "audio/wav".into(),
         size_bytes: 1,
-        blob_key: "k".into(),
+        blob_key: blob_key.into(),
         language: None,
         submitted_by_key: None,
         source_url: None,
-    };
-    store.jobs().submit(&new, "{}", 2).await.unwrap()
+    }
 }
 
 #[tokio::test]
@@ -287,18 +294,7 @@ async fn racing_claimers_take_each_job_once() {
             .await
             .unwrap();
         for n in 0..20 {
-            let new = NewRecording {
-                user_id: user.id,
-                project_id: 1,
-                title: format!("r{n}"),
-                original_filename: "a.wav".into(),
-                mime_type: "audio/wav".into(),
-                size_bytes: 1,
-                blob_key: format!("k{n}"),
-                language: None,
-                submitted_by_key: None,
-                source_url: None,
-            };
+            let new = recording_of(user.id, &format!("k{n}"));
             store.jobs().submit(&new, "{}", 2).await.unwrap();
         }
         let claimer = |name: &'static str| {
