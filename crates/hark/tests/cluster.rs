@@ -107,6 +107,16 @@ async fn nodes_share_tokens_recordings_and_revocations_through_postgres_and_s3()
         format!("bytes 100-199/{}", original.len()).as_str()
     );
     assert_eq!(ranged.bytes().await.unwrap(), &original[100..200]);
+    // Audio from the bucket is guarded like any other: someone else's token finds nothing.
+    let other = a.user_with_token("grace", "member");
+    let theirs = a
+        .client
+        .get(b.url(&format!("/api/recordings/{id}/audio")))
+        .bearer_auth(&other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(theirs.status(), StatusCode::NOT_FOUND);
 
     // A token made on A works on B at once, and stops there within a second of its
     // revocation on A.
