@@ -454,6 +454,14 @@ async fn revoking_a_key_or_its_parent_ends_the_stream_within_a_second() {
     // The cap counts a temporary key against its parent.
     let mut first = connect(&server, "/v2", Some(&temp_key)).await.unwrap();
     send_json(&mut first, start_raw()).await;
+    // Streams are admitted at StartRecognition: wait until the first holds its place.
+    let started = tokio::time::timeout(Duration::from_secs(10), first.next())
+        .await
+        .expect("RecognitionStarted within 10s");
+    let Some(Ok(Message::Text(started))) = started else {
+        panic!("expected RecognitionStarted, got {started:?}");
+    };
+    assert!(started.as_str().contains("RecognitionStarted"), "{started}");
     let mut second = connect(&server, "/v2", Some(&key)).await.unwrap();
     send_json(&mut second, start_raw()).await;
     let (messages, code) = until_closed(&mut second, Duration::from_secs(10)).await;
