@@ -4,11 +4,14 @@
 pub mod duration;
 pub mod error;
 pub mod expiry;
+pub mod networks;
 pub mod pagination;
+pub mod quotas;
 pub mod recordings;
 pub mod roles;
 pub mod scopes;
 pub mod tokens;
 pub mod transcripts;
+pub mod usage;
 
 pub use error::DomainError;

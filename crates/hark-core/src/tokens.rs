@@ -91,6 +91,23 @@ impl TokenHash {
     pub fn from_slice(bytes: &[u8]) -> Option<Self> {
         bytes.try_into().ok().map(TokenHash)
     }
+
+    /// Lower-case hex, as GitHub's `hashed_token`: what audit events carry and an admin
+    /// searches by (`sha256sum` of a leaked token gives the same text).
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub fn from_hex(text: &str) -> Option<Self> {
+        if text.len() != 64 || !text.is_ascii() {
+            return None;
+        }
+        let mut bytes = [0u8; 32];
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(TokenHash(bytes))
+    }
 }
 
 impl fmt::Debug for TokenHash {
@@ -385,5 +402,19 @@ mod tests {
         assert!(validate_name(&"x".repeat(101)).is_err());
         assert!(validate_name(&"é".repeat(100)).is_ok());
         assert!(validate_name("a\nb").is_err());
+    }
+
+    #[test]
+    fn hashes_read_back_from_their_hex_as_sha256sum_prints_them() {
+        let hash = TokenHash::of("abc");
+        let hex = hash.to_hex();
+        assert_eq!(
+            hex,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(TokenHash::from_hex(&hex), Some(hash));
+        assert_eq!(TokenHash::from_hex(&hex.to_uppercase()), Some(hash));
+        assert_eq!(TokenHash::from_hex("zz"), None);
+        assert_eq!(TokenHash::from_hex(&"é".repeat(32)), None);
     }
 }

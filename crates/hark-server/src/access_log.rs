@@ -1,14 +1,23 @@
-//! One log line per request: method, path (tokens redacted), status, latency, token id.
+//! One log line per request: method, path (tokens redacted), status, latency, token id —
+//! and the request's outcome counted in its token's usage.
 
 use std::time::Instant;
 
-use axum::extract::Request;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
+use hark_core::usage::Outcome;
 
 use crate::auth::AccessLogSlot;
+use crate::error::ErrorCode;
+use crate::state::AppState;
 
-pub async fn log_request(mut request: Request, next: Next) -> Response {
+pub async fn log_request(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let path = redact(request.uri().path(), request.uri().query());
@@ -19,6 +28,7 @@ pub async fn log_request(mut request: Request, next: Next) -> Response {
     let status = response.status().as_u16();
     match slot.0.get() {
         Some(token_id) => {
+            state.usage.count(*token_id, outcome_of(&response));
             tracing::info!(target: "hark::access", %method, path, status, latency_us, token_id, "request")
         }
         None => {
@@ -26,6 +36,18 @@ pub async fn log_request(mut request: Request, next: Next) -> Response {
         }
     }
     response
+}
+
+/// What became of a request whose token verified: refusals after verification are the
+/// token's budget or its rights; everything else counts as a use.
+fn outcome_of(response: &Response) -> Outcome {
+    let code = response.extensions().get::<ErrorCode>().map(|c| c.0);
+    match (response.status(), code) {
+        (_, Some("quota_exceeded")) => Outcome::QuotaExceeded,
+        (StatusCode::TOO_MANY_REQUESTS, _) => Outcome::RateLimited,
+        (StatusCode::FORBIDDEN, _) => Outcome::ScopeDenied,
+        _ => Outcome::Ok,
+    }
 }
 
 /// The path and query as logged, with secrets replaced by `REDACTED`: the value of a

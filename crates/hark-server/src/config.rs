@@ -44,6 +44,18 @@ pub struct ServerConfig {
     pub redis_prefix: String,
     /// Answer GraphQL introspection (`__schema`, `__type`) at `/graphql`.
     pub graphql_introspection: bool,
+    /// Proxies whose `Forwarded`/`X-Forwarded-For` name the real client (none: the peer
+    /// is the client, whatever headers say).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// How long per-minute usage rows are kept (hourly views are built from them).
+    pub usage_minutes_kept: time::Duration,
+    /// How long per-day usage rows are kept.
+    pub usage_days_kept: time::Duration,
+    /// The pre-shared secret GitLab's token revocation calls send (none: the endpoint is off).
+    pub gitlab_revocation_secret: Option<String>,
+    /// Public keys GitHub signs secret-scanning alerts with, by key identifier (none: the
+    /// endpoint is off).
+    pub github_alert_keys: Vec<(String, p256::ecdsa::VerifyingKey)>,
 }
 
 impl Default for ServerConfig {
@@ -67,6 +79,11 @@ impl Default for ServerConfig {
             graphql_introspection: true,
             redis_url: None,
             redis_prefix: "hark:".into(),
+            trusted_proxies: Vec::new(),
+            usage_minutes_kept: time::Duration::days(7),
+            usage_days_kept: time::Duration::days(400),
+            gitlab_revocation_secret: None,
+            github_alert_keys: Vec::new(),
         }
     }
 }

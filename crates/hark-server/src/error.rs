@@ -22,6 +22,9 @@ pub enum ApiError {
     AuthFailed,
     #[error("{0}")]
     Forbidden(String),
+    /// A live token presented from an address its IP rules refuse.
+    #[error("this token cannot be used from this address")]
+    IpNotAllowed,
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("{message}")]
@@ -62,6 +65,7 @@ impl ApiError {
         match self {
             ApiError::AuthFailed => (StatusCode::UNAUTHORIZED, "auth_failed"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::IpNotAllowed => (StatusCode::FORBIDDEN, "ip_not_allowed"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
@@ -82,6 +86,10 @@ fn rejection_code(status: StatusCode) -> &'static str {
         _ => "invalid_request",
     }
 }
+
+/// The error code an answer carries, kept on the response for the usage count.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub &'static str);
 
 /// `{"error": {"code": "...", "message": "..."}}`
 #[derive(Serialize, ToSchema)]
@@ -117,6 +125,7 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         let mut response = error_response(status, code, &self.to_string());
+        response.extensions_mut().insert(ErrorCode(code));
         if let ApiError::TooManyRequests {
             retry_after_secs,
             limit,

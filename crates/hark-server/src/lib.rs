@@ -6,6 +6,7 @@ mod access_log;
 pub mod auth;
 pub mod config;
 pub mod error;
+mod leaks;
 mod outbound;
 mod routes;
 mod security_headers;
@@ -13,6 +14,7 @@ pub mod state;
 pub mod streams;
 pub mod tokens;
 pub mod transcription;
+mod usage;
 mod web;
 pub mod webhooks;
 
@@ -28,6 +30,7 @@ use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 
 pub use config::ServerConfig;
+pub use routes::github_keys;
 pub use state::AppState;
 
 use crate::error::error_response;
@@ -67,7 +70,10 @@ pub fn app(state: AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn(auth::limits::headers))
         .layer(axum::middleware::from_fn(security_headers::add))
-        .layer(axum::middleware::from_fn(access_log::log_request))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access_log::log_request,
+        ))
         .with_state(state)
 }
 
@@ -111,7 +117,10 @@ pub async fn work(
         .fallback(|| async {
             error_response(StatusCode::NOT_FOUND, "not_found", "a worker serves no API")
         })
-        .layer(axum::middleware::from_fn(access_log::log_request))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access_log::log_request,
+        ))
         .with_state(state.clone());
     run_node(state, router, shutdown).await
 }
@@ -156,9 +165,9 @@ async fn run_node(
     for worker in workers {
         worker.abort();
     }
-    match state.last_used.flush(&state.store).await {
+    match usage::flush(&state).await {
         Ok(n) => tracing::info!(flushed = n, "shut down"),
-        Err(e) => tracing::error!(error = %e, "could not write last-used times at shutdown"),
+        Err(e) => tracing::error!(error = %e, "could not write token use at shutdown"),
     }
     state.store.close().await;
     served
@@ -214,8 +223,8 @@ fn spawn_background(state: AppState) -> tokio::task::JoinHandle<()> {
         loop {
             tokio::select! {
                 _ = flush.tick() => {
-                    if let Err(e) = state.last_used.flush(&state.store).await {
-                        tracing::warn!(error = %e, "last-used flush failed; will retry");
+                    if let Err(e) = usage::flush(&state).await {
+                        tracing::warn!(error = %e, "token use flush failed; will retry");
                     }
                 }
                 _ = poll.tick() => {
@@ -229,6 +238,9 @@ fn spawn_background(state: AppState) -> tokio::task::JoinHandle<()> {
                     }
                     if let Err(e) = state.store.webhooks().prune_finished(webhooks::KEEP_DELIVERIES).await {
                         tracing::warn!(error = %e, "webhook delivery sweep failed");
+                    }
+                    if let Err(e) = usage::prune(&state).await {
+                        tracing::warn!(error = %e, "token usage sweep failed");
                     }
                 }
             }

@@ -7,7 +7,7 @@ use hark_store::blobs::BlobStore;
 
 use crate::auth::limits::RequestLimits;
 use crate::auth::shared_budget::SharedBudget;
-use crate::auth::{LastUsedRecorder, LoginThrottle, TokenAuthenticator};
+use crate::auth::{AddressThrottle, TokenAuthenticator, UsageRecorder};
 use crate::config::ServerConfig;
 use crate::outbound::Outbound;
 use crate::streams::Streams;
@@ -34,11 +34,14 @@ pub struct Shared {
     pub store: Store,
     pub blobs: BlobStore,
     pub auth: Arc<TokenAuthenticator>,
-    pub last_used: Arc<LastUsedRecorder>,
+    /// Token use noted in memory, written by the background flush.
+    pub usage: Arc<UsageRecorder>,
     pub config: ServerConfig,
     pub pipeline: Pipeline,
     /// Sign-in attempts per client IP.
-    pub login_throttle: LoginThrottle,
+    pub login_throttle: AddressThrottle,
+    /// Revoke-by-value reports per client IP.
+    pub revocation_throttle: AddressThrottle,
     /// Requests per token, failed token authentications per client IP.
     pub limits: RequestLimits,
     /// Live transcription sessions.
@@ -64,14 +67,10 @@ impl AppState {
         config: ServerConfig,
         pipeline: PipelineConfig,
     ) -> Result<Self, StateError> {
-        let last_used = Arc::new(LastUsedRecorder::default());
+        let usage = Arc::new(UsageRecorder::default());
         let auth = Arc::new(
-            TokenAuthenticator::new(
-                store.clone(),
-                last_used.clone(),
-                config.token_cache_max_silence,
-            )
-            .await?,
+            TokenAuthenticator::new(store.clone(), usage.clone(), config.token_cache_max_silence)
+                .await?,
         );
         let mut limits = RequestLimits::new(
             config.token_requests_per_minute,
@@ -80,17 +79,18 @@ impl AppState {
         if let Some(url) = &config.redis_url {
             limits = limits.with_shared(SharedBudget::connect(url, &config.redis_prefix).await?);
         }
-        let streams = Streams::new(config.streams.clone());
+        let streams = Streams::new(config.streams.clone(), usage.clone());
         let outbound = Outbound::new(config.fetch_allow_private)?;
         Ok(AppState(Arc::new(Shared {
             streams,
             store,
             blobs,
             auth,
-            last_used,
+            usage,
             config,
             pipeline: Pipeline::new(pipeline),
-            login_throttle: LoginThrottle::new(10, Duration::from_secs(30)),
+            login_throttle: AddressThrottle::new(10, Duration::from_secs(30)),
+            revocation_throttle: AddressThrottle::new(10, Duration::from_secs(6)),
             limits,
             outbound,
             webhooks: Sender::default(),

@@ -1,6 +1,8 @@
 //! Issuing and revoking tokens: the rules shared by the HTTP API and the admin CLI.
 
 use hark_core::expiry::Expiry;
+use hark_core::networks::IpRules;
+use hark_core::quotas::AudioQuota;
 use hark_core::scopes::{Scope, Scopes};
 use hark_core::tokens::{self, TokenKind, TokenSecret};
 use hark_store::audit::Actor;
@@ -49,6 +51,10 @@ pub struct IssueRequest<'a> {
     pub limits: TokenLimits,
     /// The token's own request budget (`None`: the server's default).
     pub requests_per_minute: Option<u32>,
+    /// Where the token may be used from.
+    pub ip_rules: IpRules,
+    /// Its audio budget (admins only).
+    pub audio_quota: Option<AudioQuota>,
     /// The server's default budget: only admins may give a token more than this.
     pub default_requests_per_minute: u32,
     pub requester_is_admin: bool,
@@ -161,11 +167,13 @@ pub async fn issue(
             requests_per_minute: request.requests_per_minute,
             parent_id: None,
             temporary: false,
+            ip_rules: request.ip_rules,
+            audio_quota: request.audio_quota,
         })
         .await?;
     store
         .audit()
-        .record(
+        .record_about(
             actor,
             if record.kind == TokenKind::Project {
                 "key.created"
@@ -174,6 +182,7 @@ pub async fn issue(
             },
             &format!("token:{}", record.id),
             Some(&record.name),
+            Some(&generated.hash.to_hex()),
         )
         .await?;
     Ok((generated.secret, record))
@@ -283,6 +292,10 @@ pub async fn issue_temporary(
             requests_per_minute: parent.as_ref().and_then(|p| p.requests_per_minute),
             parent_id: parent.as_ref().map(|p| p.id),
             temporary: true,
+            // Its parent's rules apply to it at every verification; a member's key from
+            // the web has none of its own.
+            ip_rules: IpRules::default(),
+            audio_quota: None,
         })
         .await?;
     let parent_text = parent
@@ -290,7 +303,7 @@ pub async fn issue_temporary(
         .map_or_else(|| "session".to_owned(), |p| format!("token:{}", p.id));
     store
         .audit()
-        .record(
+        .record_about(
             actor,
             "key.temporary_created",
             &format!("token:{}", record.id),
@@ -298,6 +311,7 @@ pub async fn issue_temporary(
                 "type {type_name}, ttl {}s, parent {parent_text}",
                 request.ttl_seconds
             )),
+            Some(&generated.hash.to_hex()),
         )
         .await?;
     Ok((generated.secret, record))

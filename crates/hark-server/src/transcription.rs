@@ -78,6 +78,9 @@ pub struct JobOptions {
     /// back (Speechmatics' `config`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_config: Option<serde_json::Value>,
+    /// The token that submitted the job: its usage is charged the audio transcribed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_id: Option<i64>,
 }
 
 pub struct Pipeline {
@@ -348,6 +351,9 @@ async fn process(state: &AppState, worker: &str, job: Job) {
     };
     match jobs.complete(&job, worker, &stored).await {
         Ok(true) => {
+            if let Some(token_id) = options.token_id {
+                state.usage.add_audio(token_id, outcome.duration);
+            }
             tracing::info!(
                 job = job.id,
                 recording = job.recording_id,

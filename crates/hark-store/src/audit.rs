@@ -13,6 +13,8 @@ pub struct Actor {
     pub token_id: Option<i64>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// The SHA-256 (hex) of the token secret used, when a token was.
+    pub token_hash: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -28,6 +30,7 @@ pub struct AuditEvent {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub details: Option<String>,
+    pub token_hash: Option<String>,
 }
 
 /// A stored millisecond timestamp, readable as a time.
@@ -50,10 +53,16 @@ pub struct AuditFilter {
     pub target: Option<String>,
     pub since: Option<OffsetDateTime>,
     pub until: Option<OffsetDateTime>,
+    /// Events done with the token secret of this SHA-256 (hex), or about its token.
+    pub token_hash: Option<String>,
 }
 
-const COLUMNS: &str =
-    "id, at, workspace_id, actor_user_id, actor_token_id, action, target, ip, user_agent, details";
+const COLUMNS: &str = "id, at, workspace_id, actor_user_id, actor_token_id, action, target, ip, \
+                       user_agent, details, token_hash";
+
+/// Events that carry the hash of the secret they are about, naming its token as target.
+const NAMING_ACTIONS: &str = "'token.created', 'token.rotated', 'key.created', \
+                              'key.temporary_created'";
 
 pub struct Audit<'a> {
     pub(crate) db: &'a Db,
@@ -67,9 +76,23 @@ impl Audit<'_> {
         target: &str,
         details: Option<&str>,
     ) -> Result<()> {
+        self.record_about(actor, action, target, details, None)
+            .await
+    }
+
+    /// [`record`](Self::record) for an event about a token secret other than the actor's
+    /// (its creation, rotation or leak): `token_hash` names that secret instead.
+    pub async fn record_about(
+        &self,
+        actor: &Actor,
+        action: &str,
+        target: &str,
+        details: Option<&str>,
+        token_hash: Option<&str>,
+    ) -> Result<()> {
         on!(self.db, c => sqlx::query(
-            "INSERT INTO audit_events (at, workspace_id, actor_user_id, actor_token_id, action, target, ip, user_agent, details)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO audit_events (at, workspace_id, actor_user_id, actor_token_id, action, target, ip, user_agent, details, token_hash)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(now_millis())
         .bind(actor.workspace_id)
@@ -80,6 +103,7 @@ impl Audit<'_> {
         .bind(actor.ip.as_deref())
         .bind(actor.user_agent.as_deref())
         .bind(details)
+        .bind(token_hash.or(actor.token_hash.as_deref()))
         .execute(c)
         .await
         .map(|done| done.rows_affected()))?;
@@ -116,6 +140,15 @@ impl Audit<'_> {
         if filter.until.is_some() {
             clauses.push_str(&next("at", "<"));
         }
+        if filter.token_hash.is_some() {
+            // What the secret did, and what was done to its token (found through the
+            // events that carry the hash and name the token).
+            n += 1;
+            clauses.push_str(&format!(
+                " AND (token_hash = ${n} OR target IN (SELECT target FROM audit_events
+                     WHERE token_hash = ${n} AND action IN ({NAMING_ACTIONS})))"
+            ));
+        }
         let (limit, offset) = (n + 1, n + 2);
         macro_rules! bind_filter {
             ($query:expr) => {{
@@ -134,6 +167,9 @@ impl Audit<'_> {
                 }
                 if let Some(v) = filter.until {
                     q = q.bind(to_millis(v));
+                }
+                if let Some(v) = &filter.token_hash {
+                    q = q.bind(v.clone());
                 }
                 q
             }};
@@ -157,7 +193,7 @@ impl Audit<'_> {
     /// Newest first.
     pub async fn recent(&self, workspace_id: i64, limit: i64) -> Result<Vec<AuditEvent>> {
         Ok(on!(self.db, c => sqlx::query_as(
-            "SELECT id, at, workspace_id, actor_user_id, actor_token_id, action, target, ip, user_agent, details
+            "SELECT id, at, workspace_id, actor_user_id, actor_token_id, action, target, ip, user_agent, details, token_hash
              FROM audit_events WHERE workspace_id = $1 ORDER BY at DESC, id DESC LIMIT $2",
         )
         .bind(workspace_id)

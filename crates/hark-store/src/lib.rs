@@ -37,6 +37,7 @@ pub mod sessions;
 pub mod tags;
 pub mod tokens;
 pub mod transfer;
+pub mod usage;
 pub mod users;
 pub mod webhooks;
 
@@ -211,6 +212,10 @@ impl Store {
 
     pub fn webhooks(&self) -> webhooks::Webhooks<'_> {
         webhooks::Webhooks { db: &self.db }
+    }
+
+    pub fn usage(&self) -> usage::Usage<'_> {
+        usage::Usage { db: &self.db }
     }
 
     pub fn audit(&self) -> audit::Audit<'_> {

@@ -2,6 +2,8 @@
 
 use std::str::FromStr;
 
+use hark_core::networks::IpRules;
+use hark_core::quotas::{AudioQuota, Refill};
 use hark_core::roles::Role;
 use hark_core::scopes::Scopes;
 use hark_core::tokens::{TokenHash, TokenKind, TokenStatus};
@@ -28,6 +30,8 @@ pub struct NewToken {
     /// A short-lived key for one stream or browser session: not listed, not counted
     /// against token caps (its TTL bounds it).
     pub temporary: bool,
+    pub ip_rules: IpRules,
+    pub audio_quota: Option<AudioQuota>,
 }
 
 /// A token as listings show it.
@@ -52,6 +56,11 @@ pub struct TokenRecord {
     pub requests_per_minute: Option<u32>,
     pub parent_id: Option<i64>,
     pub temporary: bool,
+    /// Where it may be used from (a temporary key: its parent's rules apply too).
+    pub ip_rules: IpRules,
+    pub audio_quota: Option<AudioQuota>,
+    /// Set when it was revoked for a reason other than a person's choice (`leaked`).
+    pub revoked_reason: Option<String>,
 }
 
 impl TokenRecord {
@@ -72,11 +81,12 @@ pub struct SecretMatch {
     pub parent: Option<ParentState>,
 }
 
-/// What decides whether a temporary key's parent still works.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// What decides whether a temporary key's parent still works, and where it may be used.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ParentState {
     pub revoked_at: Option<OffsetDateTime>,
     pub expires_at: Option<OffsetDateTime>,
+    pub ip_rules: IpRules,
 }
 
 /// One observed use, buffered in memory and written in batches.
@@ -107,6 +117,11 @@ struct TokenRow {
     requests_per_minute: Option<i64>,
     parent_id: Option<i64>,
     temporary: bool,
+    allowed_cidrs: String,
+    denied_cidrs: String,
+    audio_quota_seconds: Option<i64>,
+    audio_quota_refill: Option<String>,
+    revoked_reason: Option<String>,
 }
 
 impl TryFrom<TokenRow> for TokenRecord {
@@ -136,6 +151,15 @@ impl TryFrom<TokenRow> for TokenRecord {
                 .map_err(StoreError::corrupt)?,
             parent_id: r.parent_id,
             temporary: r.temporary,
+            ip_rules: ip_rules(&r.allowed_cidrs, &r.denied_cidrs)?,
+            audio_quota: match (r.audio_quota_seconds, r.audio_quota_refill.as_deref()) {
+                (Some(seconds), Some(refill)) => Some(AudioQuota {
+                    seconds: u64::try_from(seconds).map_err(StoreError::corrupt)?,
+                    refill: Refill::parse(refill).map_err(StoreError::corrupt)?,
+                }),
+                _ => None,
+            },
+            revoked_reason: r.revoked_reason,
         })
     }
 }
@@ -148,6 +172,19 @@ struct SecretRow {
     retires_at: Option<i64>,
     parent_revoked_at: Option<i64>,
     parent_expires_at: Option<i64>,
+    parent_allowed_cidrs: Option<String>,
+    parent_denied_cidrs: Option<String>,
+}
+
+/// Rules as stored: comma-separated canonical networks.
+fn ip_rules(allowed: &str, denied: &str) -> Result<IpRules> {
+    let split = |text: &str| -> Vec<String> {
+        text.split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    IpRules::parse(&split(allowed), &split(denied)).map_err(StoreError::corrupt)
 }
 
 fn parse_kind(s: &str) -> Result<TokenKind> {
@@ -159,7 +196,8 @@ const TOKEN_COLUMNS: &str =
     "t.id, t.kind, t.name, t.scopes, t.user_id, u.username AS owner_username,
         t.workspace_id, t.project_id, t.hint, t.created_at, t.expires_at, t.last_used_at,
         t.last_used_ip, t.revoked_at, t.revoked_by, t.requests_per_minute, t.parent_id,
-        t.temporary";
+        t.temporary, t.allowed_cidrs, t.denied_cidrs, t.audio_quota_seconds,
+        t.audio_quota_refill, t.revoked_reason";
 
 pub struct Tokens<'a> {
     pub(crate) db: &'a Db,
@@ -169,8 +207,8 @@ impl Tokens<'_> {
     pub async fn create(&self, new: &NewToken) -> Result<TokenRecord> {
         let mut tx = self.db.begin().await?;
         let id: i64 = on!(tx, c => sqlx::query_scalar(
-            "INSERT INTO tokens (kind, name, scopes, user_id, workspace_id, project_id, hint, created_at, expires_at, requests_per_minute, parent_id, temporary)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+            "INSERT INTO tokens (kind, name, scopes, user_id, workspace_id, project_id, hint, created_at, expires_at, requests_per_minute, parent_id, temporary, allowed_cidrs, denied_cidrs, audio_quota_seconds, audio_quota_refill)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id",
         )
         .bind(new.kind.as_str())
         .bind(&new.name)
@@ -184,6 +222,10 @@ impl Tokens<'_> {
         .bind(new.requests_per_minute.map(i64::from))
         .bind(new.parent_id)
         .bind(new.temporary)
+        .bind(new.ip_rules.allowed().join(","))
+        .bind(new.ip_rules.denied().join(","))
+        .bind(new.audio_quota.map(|q| q.seconds as i64))
+        .bind(new.audio_quota.map(|q| q.refill.as_str()))
         .fetch_one(c)
         .await)?;
         on!(tx, c => sqlx::query("INSERT INTO token_secrets (hash, token_id) VALUES ($1, $2)")
@@ -201,7 +243,8 @@ impl Tokens<'_> {
     pub async fn find_secret(&self, hash: &TokenHash) -> Result<Option<SecretMatch>> {
         let row: Option<SecretRow> = on!(self.db, c => sqlx::query_as(sql!(
             "SELECT {TOKEN_COLUMNS}, u.role, s.retires_at,
-                    p.revoked_at AS parent_revoked_at, p.expires_at AS parent_expires_at
+                    p.revoked_at AS parent_revoked_at, p.expires_at AS parent_expires_at,
+                    p.allowed_cidrs AS parent_allowed_cidrs, p.denied_cidrs AS parent_denied_cidrs
              FROM token_secrets s
              JOIN tokens t ON t.id = s.token_id
              JOIN users u ON u.id = t.user_id
@@ -212,13 +255,21 @@ impl Tokens<'_> {
         .fetch_optional(c)
         .await)?;
         row.map(|r| {
+            let parent = match r.token.parent_id {
+                Some(_) => Some(ParentState {
+                    revoked_at: r.parent_revoked_at.map(from_millis),
+                    expires_at: r.parent_expires_at.map(from_millis),
+                    ip_rules: ip_rules(
+                        r.parent_allowed_cidrs.as_deref().unwrap_or_default(),
+                        r.parent_denied_cidrs.as_deref().unwrap_or_default(),
+                    )?,
+                }),
+                None => None,
+            };
             Ok(SecretMatch {
                 role: Role::from_str(&r.role).map_err(StoreError::corrupt)?,
                 secret_retires_at: r.retires_at.map(from_millis),
-                parent: r.token.parent_id.map(|_| ParentState {
-                    revoked_at: r.parent_revoked_at.map(from_millis),
-                    expires_at: r.parent_expires_at.map(from_millis),
-                }),
+                parent,
                 record: r.token.try_into()?,
             })
         })
@@ -292,13 +343,31 @@ impl Tokens<'_> {
 
     /// Idempotent: revoking a revoked token keeps the first revocation's time and actor.
     pub async fn revoke(&self, id: i64, by_user: Option<i64>) -> Result<TokenRecord> {
+        self.revoke_for(id, by_user, None).await?;
+        self.get(id).await
+    }
+
+    /// Revokes a token whose secret was reported found in public (nobody's choice, so no
+    /// `revoked_by`). Whether this call revoked it (false: it already was).
+    pub async fn revoke_as_leaked(&self, id: i64) -> Result<bool> {
+        self.revoke_for(id, None, Some("leaked")).await
+    }
+
+    async fn revoke_for(
+        &self,
+        id: i64,
+        by_user: Option<i64>,
+        reason: Option<&str>,
+    ) -> Result<bool> {
         let mut tx = self.db.begin().await?;
         let now = now_millis();
         let updated = on!(tx, c => sqlx::query(
-            "UPDATE tokens SET revoked_at = $1, revoked_by = $2 WHERE id = $3 AND revoked_at IS NULL",
+            "UPDATE tokens SET revoked_at = $1, revoked_by = $2, revoked_reason = $3
+             WHERE id = $4 AND revoked_at IS NULL",
         )
         .bind(now)
         .bind(by_user)
+        .bind(reason)
         .bind(id)
         .execute(c)
         .await
@@ -307,7 +376,7 @@ impl Tokens<'_> {
             record_change(&mut tx, id, now).await?;
         }
         tx.commit().await?;
-        self.get(id).await
+        Ok(updated == 1)
     }
 
     /// Gives the token a new secret. The old secret keeps working for `grace` (zero: stops now).
@@ -424,254 +493,9 @@ async fn record_change(tx: &mut Tx, token_id: i64, at_ms: i64) -> Result<()> {
     Ok(())
 }
 
+mod limits;
+
+pub use limits::AudioUse;
+
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::testing::on_each_backend;
-    use hark_core::tokens::generate;
-
-    /// A personal token's secret and the request to store it; tests adjust fields.
-    fn token_request(
-        user_id: i64,
-        kind: TokenKind,
-    ) -> (hark_core::tokens::GeneratedToken, NewToken) {
-        let generated = generate(kind);
-        let request = NewToken {
-            kind,
-            name: "ci".into(),
-            scopes: Scopes::all(),
-            user_id,
-            workspace_id: 1,
-            project_id: None,
-            hint: generated.hint.clone(),
-            hash: generated.hash,
-            expires_at: None,
-            requests_per_minute: None,
-            parent_id: None,
-            temporary: false,
-        };
-        (generated, request)
-    }
-
-    async fn new_token(
-        store: &crate::Store,
-        user_id: i64,
-    ) -> (hark_core::tokens::GeneratedToken, TokenRecord) {
-        let (generated, request) = token_request(user_id, TokenKind::Personal);
-        let record = store.tokens().create(&request).await.unwrap();
-        (generated, record)
-    }
-
-    #[tokio::test]
-    async fn a_temporary_key_reports_its_parent_and_is_not_listed() {
-        on_each_backend(async |store| {
-            let user = store
-                .users()
-                .create("ada", "x", Role::Member)
-                .await
-                .unwrap();
-            let (_, parent) = new_token(&store, user.id).await;
-            let (generated, request) = token_request(user.id, TokenKind::Project);
-            let child = store
-                .tokens()
-                .create(&NewToken {
-                    name: "temporary".into(),
-                    scopes: [hark_core::scopes::Scope::Realtime].into_iter().collect(),
-                    expires_at: Some(OffsetDateTime::now_utc() + Duration::minutes(1)),
-                    parent_id: Some(parent.id),
-                    temporary: true,
-                    ..request
-                })
-                .await
-                .unwrap();
-            assert!(child.temporary);
-            let found = store.tokens().find_secret(&generated.hash).await.unwrap();
-            let state = found.unwrap().parent.unwrap();
-            assert_eq!(state.revoked_at, None);
-            store
-                .tokens()
-                .revoke(parent.id, Some(user.id))
-                .await
-                .unwrap();
-            let found = store.tokens().find_secret(&generated.hash).await.unwrap();
-            assert!(found.unwrap().parent.unwrap().revoked_at.is_some());
-            let listed = store.tokens().list_for_user(user.id).await.unwrap();
-            assert!(listed.iter().all(|t| t.id != child.id));
-            assert_eq!(
-                store.tokens().count_active(user.id, 1).await.unwrap(),
-                (0, 0)
-            );
-        })
-        .await;
-    }
-
-    #[tokio::test]
-    async fn create_find_revoke_and_change_log() {
-        on_each_backend(async |store| {
-            let user = store
-                .users()
-                .create("ada", "x", Role::Member)
-                .await
-                .unwrap();
-            let (generated, record) = new_token(&store, user.id).await;
-            assert_eq!(record.owner_username, "ada");
-            let found = store
-                .tokens()
-                .find_secret(&generated.hash)
-                .await
-                .unwrap()
-                .unwrap();
-            assert_eq!((&found.record, found.role), (&record, Role::Member));
-            assert_eq!(store.tokens().latest_change().await.unwrap(), 0);
-
-            let revoked = store
-                .tokens()
-                .revoke(record.id, Some(user.id))
-                .await
-                .unwrap();
-            assert_eq!(
-                revoked.status(OffsetDateTime::now_utc()),
-                TokenStatus::Revoked
-            );
-            let again = store.tokens().revoke(record.id, None).await.unwrap();
-            assert_eq!(
-                again.revoked_at, revoked.revoked_at,
-                "second revoke keeps the first"
-            );
-            assert_eq!(
-                store.tokens().changes_since(0).await.unwrap(),
-                vec![(1, record.id)]
-            );
-            assert!(matches!(
-                store.tokens().revoke(999, None).await,
-                Err(StoreError::NotFound)
-            ));
-        })
-        .await;
-    }
-
-    #[tokio::test]
-    async fn rotation_keeps_the_old_secret_only_for_the_grace() {
-        on_each_backend(async |store| {
-            let user = store
-                .users()
-                .create("bo", "x", Role::Developer)
-                .await
-                .unwrap();
-            let (first, record) = new_token(&store, user.id).await;
-            let second = generate(TokenKind::Personal);
-            let rotated = store
-                .tokens()
-                .rotate(record.id, &second.hash, &second.hint, Duration::hours(1))
-                .await
-                .unwrap();
-            assert_eq!(rotated.hint, second.hint);
-            let old = store
-                .tokens()
-                .find_secret(&first.hash)
-                .await
-                .unwrap()
-                .unwrap();
-            assert!(old.secret_retires_at.is_some());
-            assert!(
-                store
-                    .tokens()
-                    .find_secret(&second.hash)
-                    .await
-                    .unwrap()
-                    .unwrap()
-                    .secret_retires_at
-                    .is_none()
-            );
-
-            let third = generate(TokenKind::Personal);
-            store
-                .tokens()
-                .rotate(record.id, &third.hash, &third.hint, Duration::ZERO)
-                .await
-                .unwrap();
-            assert!(
-                store
-                    .tokens()
-                    .find_secret(&first.hash)
-                    .await
-                    .unwrap()
-                    .is_none()
-            );
-            assert!(
-                store
-                    .tokens()
-                    .find_secret(&second.hash)
-                    .await
-                    .unwrap()
-                    .is_none()
-            );
-            assert!(
-                store
-                    .tokens()
-                    .find_secret(&third.hash)
-                    .await
-                    .unwrap()
-                    .is_some()
-            );
-        })
-        .await;
-    }
-
-    #[tokio::test]
-    async fn change_log_entries_become_visible_in_their_order() {
-        // A reader follows the log by seq: a later seq committed before an earlier one would
-        // move it past the earlier change for good. So a second writer waits for the first.
-        on_each_backend(async |store| {
-            let mut first = store.db.begin().await.unwrap();
-            record_change(&mut first, 1, 0).await.unwrap();
-            let second = tokio::spawn({
-                let store = store.clone();
-                async move {
-                    let mut tx = store.db.begin().await.unwrap();
-                    record_change(&mut tx, 2, 0).await.unwrap();
-                    tx.commit().await.unwrap();
-                }
-            });
-            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-            assert!(
-                !second.is_finished(),
-                "the second writer waits for the first"
-            );
-            assert!(store.tokens().changes_since(0).await.unwrap().is_empty());
-            first.commit().await.unwrap();
-            second.await.unwrap();
-            let changes = store.tokens().changes_since(0).await.unwrap();
-            let tokens: Vec<i64> = changes.iter().map(|(_, token)| *token).collect();
-            assert_eq!(tokens, [1, 2]);
-        })
-        .await;
-    }
-
-    #[tokio::test]
-    async fn uses_never_move_backwards() {
-        on_each_backend(async |store| {
-            let user = store.users().create("cy", "x", Role::Admin).await.unwrap();
-            let (_, record) = new_token(&store, user.id).await;
-            let later = crate::truncate_to_millis(OffsetDateTime::now_utc());
-            let earlier = later - Duration::minutes(5);
-            let uses = [
-                TokenUse {
-                    token_id: record.id,
-                    at: later,
-                    ip: Some("127.0.0.1".into()),
-                },
-                TokenUse {
-                    token_id: record.id,
-                    at: earlier,
-                    ip: Some("10.0.0.1".into()),
-                },
-            ];
-            store.tokens().record_uses(&uses).await.unwrap();
-            let got = store.tokens().get(record.id).await.unwrap();
-            assert_eq!(got.last_used_at, Some(later));
-            assert_eq!(got.last_used_ip.as_deref(), Some("127.0.0.1"));
-        })
-        .await;
-    }
-}
+mod tests;

@@ -293,28 +293,21 @@ impl Webhooks<'_> {
             return Ok(false);
         }
         for d in deliveries {
-            let headers = serde_json::to_string(&d.headers).map_err(StoreError::corrupt)?;
-            on!(tx, c => sqlx::query(
-                "INSERT INTO webhook_deliveries (user_id, webhook_id, recording_id, event, url,
-                     method, headers, content_type, body, status, next_attempt_at, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $10)",
-            )
-            .bind(d.user_id)
-            .bind(d.webhook_id)
-            .bind(d.recording_id)
-            .bind(&d.event)
-            .bind(&d.url)
-            .bind(&d.method)
-            .bind(headers)
-            .bind(&d.content_type)
-            .bind(&d.body)
-            .bind(now)
-            .execute(c)
-            .await
-            .map(|done| done.rows_affected()))?;
+            insert_delivery(&mut tx, d, now).await?;
         }
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Queues deliveries that belong to no job (token events), due at once.
+    pub async fn queue(&self, deliveries: &[NewDelivery]) -> Result<()> {
+        let now = now_millis();
+        let mut tx = self.db.begin().await?;
+        for d in deliveries {
+            insert_delivery(&mut tx, d, now).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Forgets finished deliveries (their bodies hold transcripts) older than `age`.
@@ -456,6 +449,29 @@ impl Webhooks<'_> {
         .await)?;
         rows.into_iter().map(DeliveryRow::into_delivery).collect()
     }
+}
+
+async fn insert_delivery(tx: &mut crate::Tx, d: &NewDelivery, now: i64) -> Result<()> {
+    let headers = serde_json::to_string(&d.headers).map_err(StoreError::corrupt)?;
+    on!(tx, c => sqlx::query(
+        "INSERT INTO webhook_deliveries (user_id, webhook_id, recording_id, event, url,
+             method, headers, content_type, body, status, next_attempt_at, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $10)",
+    )
+    .bind(d.user_id)
+    .bind(d.webhook_id)
+    .bind(d.recording_id)
+    .bind(&d.event)
+    .bind(&d.url)
+    .bind(&d.method)
+    .bind(headers)
+    .bind(&d.content_type)
+    .bind(&d.body)
+    .bind(now)
+    .execute(c)
+    .await
+    .map(|done| done.rows_affected()))?;
+    Ok(())
 }
 
 #[cfg(test)]

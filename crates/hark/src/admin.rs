@@ -130,6 +130,8 @@ async fn dispatch(store: &Store, command: AdminCommand) -> anyhow::Result<()> {
                     requests_per_minute: None,
                     default_requests_per_minute: 0,
                     requester_is_admin: true,
+                    ip_rules: Default::default(),
+                    audio_quota: None,
                 },
                 &cli_actor(),
             )

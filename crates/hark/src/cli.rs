@@ -118,6 +118,26 @@ pub struct ServeArgs {
     /// The same as `--graphql-introspection false`.
     #[arg(long)]
     pub no_graphql_introspection: bool,
+    /// Reverse proxies (addresses or CIDR networks, comma-separated) whose `Forwarded` /
+    /// `X-Forwarded-For` headers name the real client. Without it the peer is the client,
+    /// whatever headers say: IP allow-lists, lock-outs and audit addresses use it.
+    #[arg(long, env = "HARK_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+    /// Days per-minute token usage is kept (hourly views come from it).
+    #[arg(long, env = "HARK_USAGE_MINUTES_DAYS", default_value_t = 7)]
+    pub usage_minutes_days: u32,
+    /// Days per-day token usage is kept.
+    #[arg(long, env = "HARK_USAGE_DAYS_KEPT", default_value_t = 400)]
+    pub usage_days_kept: u32,
+    /// Turns on GitLab's Token Revocation API (`/v1/revocable_token_types`,
+    /// `/v1/revoke_tokens`) with this pre-shared secret (GitLab sends it as `Authorization`).
+    #[arg(long, env = "HARK_GITLAB_REVOCATION_SECRET", hide_env_values = true)]
+    pub gitlab_revocation_secret: Option<String>,
+    /// Turns on GitHub secret-scanning alerts (`/api/github/secret-scanning`): a file
+    /// holding GitHub's signing keys, as `GET https://api.github.com/meta/public_keys/secret_scanning`
+    /// returns them (read at start; nothing is fetched at run time).
+    #[arg(long, env = "HARK_GITHUB_ALERT_KEYS")]
+    pub github_alert_keys: Option<PathBuf>,
     /// Requests a minute each API token may make (0: unlimited).
     #[arg(long, env = "HARK_TOKEN_RATE_PER_MINUTE", default_value_t = 600)]
     pub token_rate_per_minute: u32,

@@ -52,6 +52,24 @@ pub async fn run(
             per_workspace: args.max_tokens_per_workspace,
         },
         streams: stream_limits(&args.streams, &args.engine.model_dir(&data_dir))?,
+        trusted_proxies: trusted_proxies(&args.trusted_proxies)?,
+        usage_minutes_kept: time::Duration::days(i64::from(args.usage_minutes_days.clamp(1, 90))),
+        usage_days_kept: time::Duration::days(i64::from(args.usage_days_kept.clamp(1, 3660))),
+        gitlab_revocation_secret: match args.gitlab_revocation_secret.as_deref().map(str::trim) {
+            Some(secret) if secret.len() < 16 => {
+                anyhow::bail!("--gitlab-revocation-secret must be at least 16 characters")
+            }
+            secret => secret.map(str::to_owned),
+        },
+        github_alert_keys: match &args.github_alert_keys {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("--github-alert-keys {}", path.display()))?;
+                hark_server::github_keys(&text)
+                    .map_err(|e| anyhow::anyhow!("--github-alert-keys {}: {e}", path.display()))?
+            }
+            None => Vec::new(),
+        },
         ..ServerConfig::default()
     };
     if store.users().count().await? == 0 {
@@ -101,6 +119,20 @@ pub async fn run(
         Node::Worker => hark_server::work(state, shutdown_signal()).await?,
     }
     Ok(())
+}
+
+fn trusted_proxies(list: &[String]) -> anyhow::Result<Vec<ipnet::IpNet>> {
+    list.iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<ipnet::IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    anyhow::anyhow!("--trusted-proxies: {s:?} is not an address or CIDR network")
+                })
+        })
+        .collect()
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -331,6 +331,40 @@ fn table(member_upload: i64, member_job: i64) -> Vec<Row> {
             with([403, 403, 403, 403, 403, 403, 404]),
         ),
         row(
+            M::GET,
+            "/api/manage/projects/1/keys/999999/usage",
+            with([403, 403, 403, 403, 403, 403, 404]),
+        ),
+        // A token's usage and limits: its owner, admins, developers for keys.
+        row(
+            M::GET,
+            "/api/tokens/999999/usage",
+            with([404, 404, 404, 403, 403, 403, 403]),
+        ),
+        Row {
+            body: Some(json!({"allowed_cidrs": []})),
+            ..row(
+                M::PATCH,
+                "/api/tokens/999999",
+                with([404, 404, 404, 403, 403, 403, 403]),
+            )
+        },
+        // Leak reports need no credential, so none changes the answer: an empty report is
+        // refused for everyone; GitLab's and GitHub's forms are absent until configured.
+        Row {
+            body: Some(json!({"tokens": []})),
+            ..row(M::POST, "/api/tokens/revoke-by-value", [400; 13])
+        },
+        row(M::GET, "/v1/revocable_token_types", [404; 13]),
+        Row {
+            body: Some(json!([])),
+            ..row(M::POST, "/v1/revoke_tokens", [404; 13])
+        },
+        Row {
+            body: Some(json!([])),
+            ..row(M::POST, "/api/github/secret-scanning", [404; 13])
+        },
+        row(
             M::DELETE,
             "/api/manage/projects/999999",
             with([403, 403, 403, 403, 403, 403, 404]),

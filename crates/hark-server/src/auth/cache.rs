@@ -22,9 +22,10 @@ use hark_store::audit::Actor;
 use hark_store::tokens::{ParentState, SecretMatch, TokenRecord};
 use time::OffsetDateTime;
 
-use super::last_used::LastUsedRecorder;
 use super::principal::{Credential, Principal};
+use super::usage::{UsageRecorder, Use};
 use crate::error::ApiError;
+use hark_core::usage::Outcome;
 
 /// Entries beyond this are verified against the store every time instead of cached, so
 /// memory stays bounded however many tokens exist.
@@ -55,7 +56,7 @@ pub struct TokenAuthenticator {
     /// Bumped on every eviction; a lookup that raced with one does not fill the cache.
     generation: AtomicU64,
     last_change_seen: AtomicI64,
-    recorder: Arc<LastUsedRecorder>,
+    recorder: Arc<UsageRecorder>,
     /// Token lookups that went to the store (cache misses), for `/metrics`.
     store_lookups: AtomicU64,
     changed: tokio::sync::broadcast::Sender<i64>,
@@ -71,7 +72,7 @@ impl TokenAuthenticator {
     /// `max_silence` after each successful read of the log.
     pub async fn new(
         store: Store,
-        recorder: Arc<LastUsedRecorder>,
+        recorder: Arc<UsageRecorder>,
         max_silence: Duration,
     ) -> Result<Self, hark_store::StoreError> {
         let last = store.tokens().latest_change().await?;
@@ -90,19 +91,36 @@ impl TokenAuthenticator {
     }
 
     /// 401 for anything that is not a live token; 403 for a live token whose owner may not
-    /// use tokens. Notes the use for last-used tracking without waiting on storage.
-    pub async fn verify(&self, text: &str, ip: Option<IpAddr>) -> Result<Principal, ApiError> {
+    /// use tokens, or used from an address its rules refuse. Notes the use (last use,
+    /// address, a failure's outcome) without waiting on storage.
+    pub async fn verify(&self, text: &str, seen: Use<'_>) -> Result<Principal, ApiError> {
         let parsed = tokens::parse(text).map_err(|_| ApiError::AuthFailed)?;
-        self.verify_hash(parsed.hash, ip).await
+        self.verify_hash(parsed.hash, seen).await
     }
 
-    /// [`verify`](Self::verify) for a token already parsed: streams keep only the hash and
-    /// re-verify it whenever a token changes, so the plaintext is not held for their life.
-    pub async fn verify_hash(
+    /// [`verify`](Self::verify) for a token already parsed.
+    pub async fn verify_hash(&self, hash: TokenHash, seen: Use<'_>) -> Result<Principal, ApiError> {
+        self.decide(hash, seen, true).await
+    }
+
+    /// Whether a token still works from `ip`, without counting a use: streams keep only the
+    /// hash and re-check it whenever a token changes, so the plaintext is not held for
+    /// their life.
+    pub async fn still_valid(&self, hash: TokenHash, ip: Option<IpAddr>) -> bool {
+        let seen = Use {
+            ip,
+            user_agent: None,
+        };
+        self.decide(hash, seen, false).await.is_ok()
+    }
+
+    async fn decide(
         &self,
         hash: TokenHash,
-        ip: Option<IpAddr>,
+        seen: Use<'_>,
+        counted: bool,
     ) -> Result<Principal, ApiError> {
+        let ip = seen.ip;
         let cached = if self.in_sync() {
             self.cache.get(&hash).map(|entry| entry.clone())
         } else {
@@ -114,35 +132,50 @@ impl TokenAuthenticator {
         };
         let now = OffsetDateTime::now_utc();
         let record = &secret.record;
-        // A temporary key dies with its parent: revoked or expired, it takes its children.
-        let parent_dead = secret
-            .parent
-            .is_some_and(|p| p.revoked_at.is_some() || p.expires_at.is_some_and(|t| t <= now));
-        if parent_dead {
-            return Err(ApiError::AuthFailed);
-        }
-        let dead = record.revoked_at.is_some()
-            || record.expires_at.is_some_and(|t| t <= now)
-            || secret.retires_at.is_some_and(|t| t <= now);
-        if dead {
-            let expired = record.revoked_at.is_none()
-                && (record.expires_at.is_some_and(|t| t <= now)
-                    || secret.retires_at.is_some_and(|t| t <= now));
-            if expired {
-                self.audit_expired_use(record, ip).await;
+        let refuse = |outcome: Outcome, err: ApiError| {
+            if counted {
+                self.recorder.count(record.id, outcome);
             }
-            return Err(ApiError::AuthFailed);
+            Err(err)
+        };
+        // A temporary key dies with its parent: revoked or expired, it takes its children.
+        if let Some(parent) = &secret.parent {
+            if parent.revoked_at.is_some() {
+                return refuse(Outcome::Revoked, ApiError::AuthFailed);
+            }
+            if parent.expires_at.is_some_and(|t| t <= now) {
+                return refuse(Outcome::Expired, ApiError::AuthFailed);
+            }
+        }
+        if record.revoked_at.is_some() {
+            return refuse(Outcome::Revoked, ApiError::AuthFailed);
+        }
+        let expired = record.expires_at.is_some_and(|t| t <= now)
+            || secret.retires_at.is_some_and(|t| t <= now);
+        if expired {
+            if counted {
+                self.audit_expired_use(record, &hash, ip).await;
+            }
+            return refuse(Outcome::Expired, ApiError::AuthFailed);
         }
         if !secret.role.may_use_tokens() {
             return Err(ApiError::forbidden("viewers cannot use API tokens"));
         }
-        self.recorder.touch(record.id, now, ip);
+        // Checked after liveness, so a dead token's answer says nothing of its rules.
+        let parent_rules = secret.parent.as_ref().map(|p| &p.ip_rules);
+        if !record.ip_rules.permits(ip) || parent_rules.is_some_and(|r| !r.permits(ip)) {
+            return refuse(Outcome::IpDenied, ApiError::IpNotAllowed);
+        }
+        if counted {
+            self.recorder.touch(record.id, now, seen);
+        }
         Ok(Principal {
             user_id: record.user_id,
             workspace_id: record.workspace_id,
             role: secret.role,
             credential: Credential::Token {
                 retiring: secret.retires_at.is_some(),
+                hash,
                 record: secret.record,
             },
         })
@@ -151,13 +184,14 @@ impl TokenAuthenticator {
     /// An expired token (or a rotated-away secret past its grace) was presented: worth
     /// telling admins, since something still uses it. Failures per address are rate
     /// limited, so this cannot be used to flood the log.
-    async fn audit_expired_use(&self, record: &TokenRecord, ip: Option<IpAddr>) {
+    async fn audit_expired_use(&self, record: &TokenRecord, hash: &TokenHash, ip: Option<IpAddr>) {
         let actor = Actor {
             workspace_id: record.workspace_id,
             user_id: Some(record.user_id),
             token_id: Some(record.id),
             ip: ip.map(|ip| ip.to_string()),
             user_agent: None,
+            token_hash: Some(hash.to_hex()),
         };
         let target = format!("token:{}", record.id);
         if let Err(e) = self

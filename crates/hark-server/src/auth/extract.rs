@@ -1,21 +1,68 @@
 //! Reading credentials off a request and turning them into a [`Principal`].
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, header};
 
+use super::client_address::ClientIp;
 use super::limits::AllowanceSlot;
 use super::principal::{Credential, Principal};
 use super::sessions;
+use super::usage::Use;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Filled by authentication so the access log can name the token id (never the token).
+/// Filled once a request's token is verified, so the access log can name the token id
+/// (never the token) and its answer can be counted in the token's usage.
 #[derive(Clone, Default)]
 pub struct AccessLogSlot(pub Arc<OnceLock<i64>>);
+
+/// Who is calling, before any credential is checked: the client address (trusted proxies
+/// considered), the user agent, and where to note the token once verified.
+pub struct Caller {
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+    slot: Option<AccessLogSlot>,
+}
+
+impl Caller {
+    pub fn seen(&self) -> Use<'_> {
+        Use {
+            ip: self.ip,
+            user_agent: self.user_agent.as_deref(),
+        }
+    }
+
+    /// Notes the verified token for the access log and the usage count.
+    pub fn verified(&self, token_id: i64) {
+        if let Some(slot) = &self.slot {
+            let _ = slot.0.set(token_id);
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let ClientIp(ip) = ClientIp::from_request_parts(parts, state).await?;
+        Ok(Caller {
+            ip,
+            user_agent: parts
+                .headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            slot: parts.extensions.get::<AccessLogSlot>().cloned(),
+        })
+    }
+}
 
 /// A token as a request presented it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,10 +118,8 @@ impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let ip = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
+        let Ok(caller) = Caller::from_request_parts(parts, state).await;
+        let ip = caller.ip;
         let presented = presented_token(
             &parts.headers,
             parts.uri.query(),
@@ -90,7 +135,7 @@ impl FromRequestParts<AppState> for Principal {
                 ));
             }
             state.limits.check_address(ip)?;
-            let principal = match state.auth.verify(&presented.text, ip).await {
+            let principal = match state.auth.verify(&presented.text, caller.seen()).await {
                 Ok(principal) => principal,
                 Err(err) => {
                     if matches!(err, ApiError::AuthFailed) {
@@ -100,9 +145,7 @@ impl FromRequestParts<AppState> for Principal {
                 }
             };
             if let Credential::Token { record, .. } = &principal.credential {
-                if let Some(slot) = parts.extensions.get::<AccessLogSlot>() {
-                    let _ = slot.0.set(record.id);
-                }
+                caller.verified(record.id);
                 let allowance = state
                     .limits
                     .check_token(record.id, record.requests_per_minute)

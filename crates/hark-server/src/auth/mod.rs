@@ -4,17 +4,17 @@
 mod cache;
 mod client_address;
 mod extract;
-mod last_used;
 pub mod limits;
 pub mod passwords;
 mod principal;
 pub mod sessions;
 pub mod shared_budget;
 mod throttle;
+mod usage;
 
 pub use cache::TokenAuthenticator;
-pub use client_address::limiter_key;
-pub use extract::{AccessLogSlot, presented_token};
-pub use last_used::LastUsedRecorder;
+pub use client_address::{ClientIp, limiter_key};
+pub use extract::{AccessLogSlot, Caller, presented_token};
 pub use principal::{Credential, Principal};
-pub use throttle::LoginThrottle;
+pub use throttle::AddressThrottle;
+pub use usage::{UsageRecorder, Use};

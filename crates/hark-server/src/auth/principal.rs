@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use hark_core::roles::Role;
 use hark_core::scopes::{Scope, Scopes};
-use hark_core::tokens::TokenKind;
+use hark_core::tokens::{TokenHash, TokenKind};
 use hark_store::tokens::TokenRecord;
 
 use crate::error::ApiError;
@@ -19,6 +19,8 @@ pub enum Credential {
         /// still does the token's work but manages nothing, so a leaked old secret cannot
         /// rotate the owner out or mint tokens.
         retiring: bool,
+        /// The presented secret's hash: audit events carry it (never the secret).
+        hash: TokenHash,
     },
 }
 
@@ -194,6 +196,9 @@ mod tests {
             requests_per_minute: None,
             parent_id: None,
             temporary: false,
+            ip_rules: Default::default(),
+            audio_quota: None,
+            revoked_reason: None,
         };
         Principal {
             user_id: 1,
@@ -202,6 +207,7 @@ mod tests {
             credential: Credential::Token {
                 record: Arc::new(record),
                 retiring: false,
+                hash: TokenHash::of("test"),
             },
         }
     }

@@ -7,6 +7,7 @@ use axum::extract::{RawQuery, State};
 use hark_core::pagination::PageRequest;
 use hark_core::roles::Role;
 use hark_core::scopes::Scope;
+use hark_core::tokens::TokenHash;
 use hark_store::audit::{AuditEvent, AuditFilter};
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -35,6 +36,9 @@ pub struct AuditEventView {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub details: Option<String>,
+    /// SHA-256 (hex) of the token secret the event was done with, or is about (GitHub's
+    /// `hashed_token`): `sha256sum` of a leaked token finds its events.
+    pub hashed_token: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -59,7 +63,8 @@ fn parse_time(value: Option<&str>, name: &str) -> Result<Option<OffsetDateTime>,
         ("actor" = Option<i64>, Query, description = "Actor user id"),
         ("target" = Option<String>, Query, description = "Exact target, e.g. token:12"),
         ("since" = Option<String>, Query, description = "RFC 3339; events at or after"),
-        ("until" = Option<String>, Query, description = "RFC 3339; events before")),
+        ("until" = Option<String>, Query, description = "RFC 3339; events before"),
+        ("token_hash" = Option<String>, Query, description = "SHA-256 (hex) of a token: what it did, and what was done to it")),
     responses((status = 200, body = AuditPage), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, description = "Admins only", body = ErrorBody)))]
 pub async fn list_events(
@@ -85,6 +90,15 @@ pub async fn list_events(
         target: query_value(&pairs, "target").map(str::to_owned),
         since: parse_time(query_value(&pairs, "since"), "since")?,
         until: parse_time(query_value(&pairs, "until"), "until")?,
+        token_hash: query_value(&pairs, "token_hash")
+            .map(|v| {
+                TokenHash::from_hex(v.trim())
+                    .map(|h| h.to_hex())
+                    .ok_or_else(|| {
+                        ApiError::bad_request("token_hash must be 64 hex digits (SHA-256)")
+                    })
+            })
+            .transpose()?,
     };
     let (events, total) = state
         .store
@@ -114,6 +128,7 @@ pub async fn list_events(
                 ip: e.ip,
                 user_agent: e.user_agent,
                 details: e.details,
+                hashed_token: e.token_hash,
             })
             .collect(),
     }))

@@ -1,11 +1,9 @@
 //! Scriptix-style batch transcription: upload → session id → poll the session → fetch the
 //! document. Needs a token with the `batch` scope (or a signed-in session).
 
-use std::net::SocketAddr;
-
 use axum::Json;
 use axum::extract::multipart::MultipartRejection;
-use axum::extract::{ConnectInfo, Multipart, RawQuery, State};
+use axum::extract::{Multipart, RawQuery, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use hark_core::recordings::RecordingStatus;
@@ -21,7 +19,7 @@ use super::query_pairs;
 use super::recordings::{SegmentView, transcript_file};
 use super::tokens::actor;
 use super::uploads::{self, UploadForm};
-use crate::auth::Principal;
+use crate::auth::{ClientIp, Principal};
 use crate::error::{ApiError, ApiPath, ErrorBody};
 use crate::state::AppState;
 
@@ -65,7 +63,7 @@ pub struct DocumentView {
 pub async fn submit(
     State(state): State<AppState>,
     principal: Principal,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client_ip): ClientIp,
     headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
@@ -73,7 +71,7 @@ pub async fn submit(
     let (recording, job) = uploads::accept(
         &state,
         &principal,
-        &actor(&principal, &headers, Some(peer)),
+        &actor(&principal, &headers, client_ip),
         multipart,
     )
     .await?;

@@ -1,10 +1,8 @@
 //! The management API (`/api/manage/…`): members and their roles, projects. Reached with a
 //! management token (`hark_mgt_`) or an admin's web session; never with personal tokens.
 
-use std::net::SocketAddr;
-
 use axum::Json;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use hark_core::roles::Role;
@@ -19,7 +17,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use super::tokens::{TokenCreated, TokenList, TokenView, actor};
-use crate::auth::Principal;
+use crate::auth::{ClientIp, Principal};
 use crate::error::{ApiError, ApiJson, ApiPath, ErrorBody};
 use crate::state::AppState;
 use crate::tokens::IssueRequest;
@@ -150,14 +148,14 @@ pub async fn list_members(
 pub async fn change_role(
     State(state): State<AppState>,
     principal: Principal,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client_ip): ClientIp,
     headers: HeaderMap,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<ChangeRole>,
 ) -> Result<Json<MemberView>, ApiError> {
     principal.require_management()?;
     let role: Role = body.role.parse()?;
-    let actor = actor(&principal, &headers, Some(peer));
+    let actor = actor(&principal, &headers, client_ip);
     let member = set_member_role(&state, &principal, &actor, id, role).await?;
     Ok(Json(MemberView::from(member)))
 }
@@ -227,7 +225,7 @@ pub async fn projects_for_members(
 pub async fn create_project(
     State(state): State<AppState>,
     principal: Principal,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client_ip): ClientIp,
     headers: HeaderMap,
     ApiJson(body): ApiJson<CreateProject>,
 ) -> Result<Response, ApiError> {
@@ -245,7 +243,7 @@ pub async fn create_project(
         .store
         .audit()
         .record(
-            &actor(&principal, &headers, Some(peer)),
+            &actor(&principal, &headers, client_ip),
             "project.created",
             &format!("project:{}", project.id),
             Some(&project.name),
@@ -269,7 +267,7 @@ pub struct CreateKey {
 }
 
 /// The project, if it is in the caller's workspace.
-async fn project_here(
+pub(crate) async fn project_here(
     state: &AppState,
     principal: &Principal,
     id: i64,
@@ -311,7 +309,7 @@ pub async fn list_keys(
 pub async fn create_key(
     State(state): State<AppState>,
     principal: Principal,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client_ip): ClientIp,
     headers: HeaderMap,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<CreateKey>,
@@ -335,8 +333,10 @@ pub async fn create_key(
             requests_per_minute: body.requests_per_minute,
             default_requests_per_minute: state.config.token_requests_per_minute,
             requester_is_admin: true,
+            ip_rules: Default::default(),
+            audio_quota: None,
         },
-        &actor(&principal, &headers, Some(peer)),
+        &actor(&principal, &headers, client_ip),
     )
     .await?;
     let location = format!("/api/manage/projects/{id}/keys/{}", record.id);
@@ -354,7 +354,7 @@ pub async fn create_key(
 pub async fn revoke_key(
     State(state): State<AppState>,
     principal: Principal,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client_ip): ClientIp,
     headers: HeaderMap,
     ApiPath((id, key_id)): ApiPath<(i64, i64)>,
 ) -> Result<Response, ApiError> {
@@ -375,7 +375,7 @@ pub async fn revoke_key(
     let record = crate::tokens::revoke(
         &state.store,
         key_id,
-        &actor(&principal, &headers, Some(peer)),
+        &actor(&principal, &headers, client_ip),
     )
     .await?;
     state.auth.evict(key_id);
@@ -389,7 +389,7 @@ pub async fn revoke_key(
 pub async fn delete_project(
     State(state): State<AppState>,
     principal: Principal,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client_ip): ClientIp,
     headers: HeaderMap,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<axum::http::StatusCode, ApiError> {
@@ -408,7 +408,7 @@ pub async fn delete_project(
         .store
         .audit()
         .record(
-            &actor(&principal, &headers, Some(peer)),
+            &actor(&principal, &headers, client_ip),
             "project.deleted",
             &format!("project:{id}"),
             Some(&details),
@@ -424,7 +424,7 @@ pub async fn delete_project(
 pub async fn remove_member(
     State(state): State<AppState>,
     principal: Principal,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client_ip): ClientIp,
     headers: HeaderMap,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<axum::http::StatusCode, ApiError> {
@@ -440,7 +440,7 @@ pub async fn remove_member(
         .store
         .audit()
         .record(
-            &actor(&principal, &headers, Some(peer)),
+            &actor(&principal, &headers, client_ip),
             "member.removed",
             &format!("user:{id}"),
             Some(&details),

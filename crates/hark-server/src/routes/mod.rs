@@ -5,12 +5,14 @@ mod audit;
 mod batch;
 pub(crate) mod fireflies;
 mod health;
+mod leaks;
 mod manage;
 mod openai;
 mod recordings;
 mod session;
 pub(crate) mod speechmatics;
 mod tags;
+mod token_usage;
 mod tokens;
 mod uploads;
 mod webhooks;
@@ -101,6 +103,8 @@ fn created(location: &str, body: impl Serialize) -> Response {
     response
 }
 
+pub use leaks::github_keys;
+
 /// The API routes and the OpenAPI document describing exactly them.
 pub fn api() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
     let (schemas, paths, upload) =
@@ -126,8 +130,14 @@ pub fn api() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(session::setup_state, session::setup))
         .routes(routes!(tokens::create_token, tokens::list_tokens))
         .routes(routes!(tokens::token_self))
-        .routes(routes!(tokens::revoke_token))
+        .routes(routes!(tokens::revoke_token, token_usage::change_token))
         .routes(routes!(tokens::rotate_token))
+        .routes(routes!(token_usage::token_usage))
+        .routes(routes!(token_usage::key_usage))
+        .routes(routes!(leaks::revoke_by_value))
+        .routes(routes!(leaks::revocable_token_types))
+        .routes(routes!(leaks::revoke_tokens))
+        .routes(routes!(leaks::github_alert))
         .routes((schemas, paths, upload))
         .routes((
             batch_schemas,

@@ -1,12 +1,10 @@
 //! The Speakr-compatible recordings API.
 
-use std::net::SocketAddr;
-
 use axum::Json;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::extract::multipart::MultipartRejection;
-use axum::extract::{ConnectInfo, Multipart, RawQuery, State};
+use axum::extract::{Multipart, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hark_core::pagination::{PageRequest, Pagination};
@@ -27,7 +25,7 @@ use utoipa::ToSchema;
 use super::tokens::actor;
 use super::uploads::{self, UploadForm};
 use super::{query_pairs, query_value};
-use crate::auth::Principal;
+use crate::auth::{ClientIp, Principal};
 use crate::error::{ApiError, ApiPath, ErrorBody};
 use crate::state::AppState;
 
@@ -435,7 +433,7 @@ pub async fn get_summary(
 pub async fn upload_recording(
     State(state): State<AppState>,
     principal: Principal,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client_ip): ClientIp,
     headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
@@ -443,7 +441,7 @@ pub async fn upload_recording(
     let (recording, _job) = uploads::accept(
         &state,
         &principal,
-        &actor(&principal, &headers, Some(peer)),
+        &actor(&principal, &headers, client_ip),
         multipart,
     )
     .await?;
@@ -458,12 +456,12 @@ pub async fn upload_recording(
 pub async fn delete_recording(
     State(state): State<AppState>,
     principal: Principal,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client_ip): ClientIp,
     headers: HeaderMap,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode, ApiError> {
     principal.require(Scope::Write)?;
-    let actor = actor(&principal, &headers, Some(peer));
+    let actor = actor(&principal, &headers, client_ip);
     delete_owned(&state, principal.user_id, id, &actor).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -7,13 +7,10 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use std::net::SocketAddr;
-
-use axum::extract::ConnectInfo;
 use hark_store::audit::Actor;
 use hark_store::users::User;
 
-use crate::auth::{Principal, passwords, sessions};
+use crate::auth::{ClientIp, Principal, passwords, sessions};
 use crate::error::{ApiError, ApiJson, ErrorBody};
 use crate::state::AppState;
 
@@ -38,10 +35,10 @@ pub struct SignedIn {
         (status = 429, description = "Too many attempts from this address; see `Retry-After`", body = ErrorBody)))]
 pub async fn login(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client_ip): ClientIp,
     ApiJson(body): ApiJson<Login>,
 ) -> Result<Response, ApiError> {
-    state.login_throttle.attempt(peer.ip())?;
+    state.login_throttle.attempt(client_ip)?;
     let credentials = state
         .store
         .users()
@@ -132,10 +129,10 @@ const MIN_PASSWORD_CHARS: usize = 8;
         (status = 429, body = ErrorBody)))]
 pub async fn setup(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client_ip): ClientIp,
     ApiJson(body): ApiJson<Login>,
 ) -> Result<Response, ApiError> {
-    state.login_throttle.attempt(peer.ip())?;
+    state.login_throttle.attempt(client_ip)?;
     let username = body.username.trim();
     if username.is_empty() || username.chars().count() > 64 {
         return Err(ApiError::bad_request("username must be 1 to 64 characters"));
@@ -161,8 +158,9 @@ pub async fn setup(
         workspace_id: user.workspace_id,
         user_id: Some(user.id),
         token_id: None,
-        ip: Some(peer.ip().to_string()),
+        ip: client_ip.map(|ip| ip.to_string()),
         user_agent: None,
+        token_hash: None,
     };
     state
         .store

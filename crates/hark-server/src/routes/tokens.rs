@@ -2,21 +2,23 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hark_core::duration::parse_grace;
+use hark_core::networks::IpRules;
+use hark_core::quotas::AudioQuota;
 use hark_core::roles::Role;
 use hark_core::scopes::Scope;
 use hark_core::tokens::{self, TokenKind, TokenStatus};
 use hark_store::audit::Actor;
 use hark_store::tokens::TokenRecord;
 use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use time::{Duration, OffsetDateTime};
 use utoipa::ToSchema;
 
-use crate::auth::{Credential, Principal};
+use crate::auth::{ClientIp, Credential, Principal};
 use crate::error::{ApiError, ApiJson, ApiPath, ErrorBody};
 use crate::state::AppState;
 use crate::tokens::IssueRequest;
@@ -53,6 +55,14 @@ pub struct TokenView<'a> {
     pub revoked_at: Option<OffsetDateTime>,
     /// Its own budget (requests a minute); null: the server's default.
     pub requests_per_minute: Option<u32>,
+    /// Networks it may be used from (`[]`: anywhere) and never from.
+    pub allowed_cidrs: Vec<String>,
+    pub denied_cidrs: Vec<String>,
+    /// Its audio budget, if it has one (remaining minutes are in `GET /api/tokens/{id}/usage`).
+    pub audio_quota_minutes: Option<u64>,
+    pub audio_quota_refill: Option<&'static str>,
+    /// `leaked` when it was revoked because its secret was reported found in public.
+    pub revoked_reason: Option<&'a str>,
 }
 
 impl<'a> TokenView<'a> {
@@ -75,6 +85,11 @@ impl<'a> TokenView<'a> {
                 && record.expires_at.is_some_and(|t| t - now <= EXPIRY_WARNING),
             revoked_at: record.revoked_at,
             requests_per_minute: record.requests_per_minute,
+            allowed_cidrs: record.ip_rules.allowed(),
+            denied_cidrs: record.ip_rules.denied(),
+            audio_quota_minutes: record.audio_quota.map(|q| q.seconds / 60),
+            audio_quota_refill: record.audio_quota.map(|q| q.refill.as_str()),
+            revoked_reason: record.revoked_reason.as_deref(),
         }
     }
 }
@@ -121,6 +136,15 @@ pub struct CreateToken {
     /// This token's own budget, requests a minute (1 to 1,000,000). Default: the server's
     /// (`--token-rate-per-minute`). Only admins may set more than that.
     pub requests_per_minute: Option<u32>,
+    /// Networks it may be used from (CIDR or single addresses, IPv4 or IPv6, at most 32).
+    /// Default: anywhere.
+    pub allowed_cidrs: Option<Vec<String>>,
+    /// Networks it may never be used from; wins over `allowed_cidrs`.
+    pub denied_cidrs: Option<Vec<String>>,
+    /// Minutes of audio it may transcribe or stream a period. Default: no budget.
+    pub audio_quota_minutes: Option<u64>,
+    /// When the budget refills: `daily` or `monthly` (the default), at 00:00 UTC.
+    pub audio_quota_refill: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -130,16 +154,20 @@ pub struct RotateToken {
     pub grace: Option<String>,
 }
 
-pub(crate) fn actor(principal: &Principal, headers: &HeaderMap, peer: Option<SocketAddr>) -> Actor {
+pub(crate) fn actor(principal: &Principal, headers: &HeaderMap, ip: Option<IpAddr>) -> Actor {
     Actor {
         workspace_id: principal.workspace_id,
         user_id: Some(principal.user_id),
         token_id: principal.token_id(),
-        ip: peer.map(|p| p.ip().to_string()),
+        ip: ip.map(|ip| ip.to_string()),
         user_agent: headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|s| s.chars().take(200).collect()),
+        token_hash: match &principal.credential {
+            Credential::Token { hash, .. } => Some(hash.to_hex()),
+            Credential::Session => None,
+        },
     }
 }
 
@@ -151,7 +179,7 @@ pub(crate) fn actor(principal: &Principal, headers: &HeaderMap, peer: Option<Soc
 pub async fn create_token(
     State(state): State<AppState>,
     principal: Principal,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client_ip): ClientIp,
     headers: HeaderMap,
     ApiJson(body): ApiJson<CreateToken>,
 ) -> Result<Response, ApiError> {
@@ -217,8 +245,16 @@ pub async fn create_token(
             requests_per_minute: body.requests_per_minute,
             default_requests_per_minute: state.config.token_requests_per_minute,
             requester_is_admin: principal.role == Role::Admin,
+            ip_rules: IpRules::parse(
+                body.allowed_cidrs.as_deref().unwrap_or_default(),
+                body.denied_cidrs.as_deref().unwrap_or_default(),
+            )?,
+            audio_quota: AudioQuota::from_minutes(
+                body.audio_quota_minutes,
+                body.audio_quota_refill.as_deref(),
+            )?,
         },
-        &actor(&principal, &headers, Some(peer)),
+        &actor(&principal, &headers, client_ip),
     )
     .await?;
     let created = TokenCreated {
@@ -253,7 +289,7 @@ pub async fn list_tokens(
         (status = 401, body = ErrorBody)))]
 pub async fn token_self(
     principal: Principal,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client_ip): ClientIp,
 ) -> Result<Response, ApiError> {
     let Credential::Token { record, .. } = &principal.credential else {
         return Err(ApiError::bad_request(
@@ -265,13 +301,13 @@ pub async fn token_self(
     let now = OffsetDateTime::now_utc();
     let mut view = TokenView::of(record, now);
     view.last_used_at = Some(now);
-    view.last_used_ip = Some(peer.ip().to_string());
+    view.last_used_ip = client_ip.map(|ip| ip.to_string());
     Ok(Json(view).into_response())
 }
 
 /// A token the caller may manage: their own, or any in the workspace for an admin.
 /// Others' tokens look missing.
-async fn manageable(
+pub(crate) async fn manageable(
     state: &AppState,
     principal: &Principal,
     id: i64,
@@ -299,14 +335,14 @@ async fn manageable(
 pub async fn revoke_token(
     State(state): State<AppState>,
     principal: Principal,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client_ip): ClientIp,
     headers: HeaderMap,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Response, ApiError> {
     principal.require_token_management()?;
     manageable(&state, &principal, id).await?;
     let record =
-        crate::tokens::revoke(&state.store, id, &actor(&principal, &headers, Some(peer))).await?;
+        crate::tokens::revoke(&state.store, id, &actor(&principal, &headers, client_ip)).await?;
     state.auth.evict(id);
     Ok(Json(TokenView::of(&record, OffsetDateTime::now_utc())).into_response())
 }
@@ -320,7 +356,7 @@ pub async fn revoke_token(
 pub async fn rotate_token(
     State(state): State<AppState>,
     principal: Principal,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client_ip): ClientIp,
     headers: HeaderMap,
     ApiPath(id): ApiPath<i64>,
     body: Bytes,
@@ -361,11 +397,12 @@ pub async fn rotate_token(
     state
         .store
         .audit()
-        .record(
-            &actor(&principal, &headers, Some(peer)),
+        .record_about(
+            &actor(&principal, &headers, client_ip),
             "token.rotated",
             &format!("token:{id}"),
             Some(&format!("grace {}s", grace.whole_seconds())),
+            Some(&generated.hash.to_hex()),
         )
         .await?;
     let rotated = TokenCreated {

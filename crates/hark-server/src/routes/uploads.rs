@@ -226,6 +226,7 @@ pub async fn submit(
     };
     let options = serde_json::to_string(&JobOptions {
         language: language.clone(),
+        token_id: principal.token_id(),
         ..options
     })
     .map_err(|e| ApiError::Internal(e.to_string()))?;

@@ -1,10 +1,8 @@
 //! `/api/webhooks`: the endpoints told when a user's transcriptions end, the secret that
 //! signs per-job callbacks, and the record of every delivery.
 
-use std::net::SocketAddr;
-
 use axum::Json;
-use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use hark_core::scopes::Scope;
 use hark_store::StoreError;
@@ -16,7 +14,7 @@ use utoipa::ToSchema;
 use super::tokens::actor;
 use super::uploads::checked_url;
 use super::{query_pairs, query_value};
-use crate::auth::Principal;
+use crate::auth::{ClientIp, Principal};
 use crate::error::{ApiError, ApiJson, ApiPath, ErrorBody};
 use crate::state::AppState;
 use crate::webhooks::EVENTS;
@@ -165,7 +163,7 @@ pub async fn list_webhooks(
 pub async fn create_webhook(
     State(state): State<AppState>,
     principal: Principal,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client_ip): ClientIp,
     headers: HeaderMap,
     ApiJson(body): ApiJson<CreateWebhook>,
 ) -> Result<(StatusCode, Json<WebhookCreated>), ApiError> {
@@ -214,7 +212,7 @@ pub async fn create_webhook(
         .store
         .audit()
         .record(
-            &actor(&principal, &headers, Some(peer)),
+            &actor(&principal, &headers, client_ip),
             "webhook.created",
             &format!("webhook:{}", webhook.id),
             None,
@@ -235,7 +233,7 @@ pub async fn create_webhook(
 pub async fn delete_webhook(
     State(state): State<AppState>,
     principal: Principal,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client_ip): ClientIp,
     headers: HeaderMap,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode, ApiError> {
@@ -253,7 +251,7 @@ pub async fn delete_webhook(
         .store
         .audit()
         .record(
-            &actor(&principal, &headers, Some(peer)),
+            &actor(&principal, &headers, client_ip),
             "webhook.deleted",
             &format!("webhook:{id}"),
             None,
@@ -268,7 +266,7 @@ pub async fn delete_webhook(
 pub async fn rotate_callback_secret(
     State(state): State<AppState>,
     principal: Principal,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client_ip): ClientIp,
     headers: HeaderMap,
 ) -> Result<(StatusCode, Json<SecretCreated>), ApiError> {
     principal.require(Scope::Write)?;
@@ -282,7 +280,7 @@ pub async fn rotate_callback_secret(
         .store
         .audit()
         .record(
-            &actor(&principal, &headers, Some(peer)),
+            &actor(&principal, &headers, client_ip),
             "webhook.callback_secret_rotated",
             &format!("user:{}", principal.user_id),
             None,

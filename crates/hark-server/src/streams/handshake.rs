@@ -8,7 +8,6 @@
 //! here, so another site cannot open a stream in a signed-in user's name.
 
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{WebSocket, WebSocketUpgrade};
@@ -18,7 +17,7 @@ use hark_core::scopes::Scope;
 use hark_core::tokens::{self, TokenHash};
 
 use super::CredentialWatch;
-use crate::auth::{Credential, Principal, presented_token};
+use crate::auth::{Caller, Credential, Principal, presented_token};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -27,8 +26,9 @@ pub async fn authorize(
     state: &AppState,
     headers: &HeaderMap,
     query: Option<&str>,
-    ip: Option<IpAddr>,
+    caller: &Caller,
 ) -> Result<(Principal, TokenHash), ApiError> {
+    let ip = caller.ip;
     let pairs: Vec<(String, String)> =
         serde_urlencoded::from_str(query.unwrap_or_default()).unwrap_or_default();
     let text = match presented_token(headers, query, state.config.allow_query_token) {
@@ -46,7 +46,7 @@ pub async fn authorize(
             ApiError::AuthFailed
         })?
         .hash;
-    let principal = match state.auth.verify_hash(hash, ip).await {
+    let principal = match state.auth.verify_hash(hash, caller.seen()).await {
         Ok(principal) => principal,
         Err(err) => {
             if matches!(err, ApiError::AuthFailed) {
@@ -55,6 +55,9 @@ pub async fn authorize(
             return Err(err);
         }
     };
+    if let Credential::Token { record, .. } = &principal.credential {
+        caller.verified(record.id);
+    }
     principal.require(Scope::Realtime)?;
     if let Credential::Token { record, .. } = &principal.credential {
         state
@@ -69,7 +72,7 @@ pub async fn authorize(
 /// plain request (400, naming `protocol`), then upgrade and run `session` on the socket.
 pub async fn accept<F, Fut>(
     state: AppState,
-    peer: SocketAddr,
+    caller: Caller,
     headers: &HeaderMap,
     query: Option<&str>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -80,8 +83,8 @@ where
     F: FnOnce(Opened) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let ip = Some(peer.ip());
-    let (principal, hash) = match authorize(&state, headers, query, ip).await {
+    let ip = caller.ip;
+    let (principal, hash) = match authorize(&state, headers, query, &caller).await {
         Ok(found) => found,
         Err(e) => return e.into_response(),
     };

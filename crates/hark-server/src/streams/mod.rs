@@ -17,7 +17,7 @@ use hark_speech::vad::Silero;
 use thiserror::Error;
 use tokio::sync::OnceCell;
 
-use crate::auth::{Credential, Principal};
+use crate::auth::{Credential, Principal, UsageRecorder};
 pub use handshake::{MAX_MESSAGE_BYTES, Opened, accept, authorize};
 pub use metrics::StreamMetrics;
 pub use recognition::{LiveStream, StreamEvent, TimedUpdate};
@@ -76,6 +76,8 @@ pub struct Streams {
     pub limits: StreamLimits,
     open: Arc<Mutex<OpenCounts>>,
     pub metrics: Arc<StreamMetrics>,
+    /// Where streamed seconds are charged to their keys.
+    usage: Arc<UsageRecorder>,
     silero: OnceCell<Option<Arc<Silero>>>,
 }
 
@@ -83,8 +85,20 @@ pub struct Streams {
 pub struct StreamPermit {
     open: Arc<Mutex<OpenCounts>>,
     metrics: Arc<StreamMetrics>,
+    usage: Arc<UsageRecorder>,
     token_id: Option<i64>,
     workspace_id: i64,
+}
+
+impl StreamPermit {
+    /// Charges the audio a stream carried to its key (a temporary key's: its parent).
+    pub fn streamed(&self, seconds: f64) {
+        if let Some(id) = self.token_id
+            && seconds > 0.0
+        {
+            self.usage.add_stream(id, seconds);
+        }
+    }
 }
 
 impl Drop for StreamPermit {
@@ -110,9 +124,10 @@ impl Drop for StreamPermit {
 }
 
 impl Streams {
-    pub fn new(limits: StreamLimits) -> Self {
+    pub fn new(limits: StreamLimits, usage: Arc<UsageRecorder>) -> Self {
         Streams {
             limits,
+            usage,
             open: Arc::default(),
             metrics: Arc::default(),
             silero: OnceCell::new(),
@@ -160,6 +175,7 @@ impl Streams {
         Ok(StreamPermit {
             open: self.open.clone(),
             metrics: self.metrics.clone(),
+            usage: self.usage.clone(),
             token_id,
             workspace_id: principal.workspace_id,
         })

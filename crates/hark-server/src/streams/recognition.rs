@@ -64,6 +64,13 @@ pub struct LiveStream {
     _permit: StreamPermit,
 }
 
+impl Drop for LiveStream {
+    fn drop(&mut self) {
+        self._permit
+            .streamed(self.received_samples as f64 / 16_000.0);
+    }
+}
+
 impl LiveStream {
     /// Starts a recognizer once `engine` is ready; audio sent meanwhile waits in the queue,
     /// so a session can be acknowledged before the model has loaded.

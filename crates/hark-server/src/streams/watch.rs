@@ -85,7 +85,7 @@ impl CredentialWatch {
                     }
                 }
             }
-            if self.auth.verify_hash(self.hash, self.ip).await.is_err() {
+            if !self.auth.still_valid(self.hash, self.ip).await {
                 return Ending::NotAuthorised;
             }
         }

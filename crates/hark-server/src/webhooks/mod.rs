@@ -6,12 +6,14 @@
 //! hark's own JSON. When a job ends every request it owes is rendered and stored in one go
 //! ([`job_ended`], in the transaction that marks the job announced); [`delivery`] sends
 //! them, signed, retrying with backoff, and announces jobs a stopped server left unannounced.
+//! Token events ([`token_event`]) go to the token owner's webhooks the same way.
 
 pub mod delivery;
 
 use hark_core::recordings::RecordingStatus;
 use hark_store::jobs::Job;
 use hark_store::recordings::Recording;
+use hark_store::tokens::TokenRecord;
 use hark_store::webhooks::NewDelivery;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -21,8 +23,12 @@ use crate::transcription::JobOptions;
 
 pub const COMPLETED: &str = "transcription.completed";
 pub const FAILED: &str = "transcription.failed";
+/// A token was used from an address new to it.
+pub const TOKEN_NEW_IP: &str = "token.new_ip";
+/// A token was reported found in public and revoked.
+pub const TOKEN_REVOKED_BY_VALUE: &str = "token.revoked_by_value";
 /// Every event a webhook can be sent.
-pub const EVENTS: [&str; 2] = [COMPLETED, FAILED];
+pub const EVENTS: [&str; 4] = [COMPLETED, FAILED, TOKEN_NEW_IP, TOKEN_REVOKED_BY_VALUE];
 /// How long finished deliveries stay listed (their bodies hold transcripts).
 pub const KEEP_DELIVERIES: time::Duration = time::Duration::days(30);
 
@@ -196,6 +202,76 @@ async fn queue_for(state: &AppState, job_id: i64) -> Result<(), hark_store::Stor
         state.webhooks.wake();
     }
     Ok(())
+}
+
+/// hark's body for an event about a token: never its secret, only what names it.
+#[derive(Serialize)]
+struct TokenEvent<'a> {
+    event: &'a str,
+    #[serde(with = "time::serde::rfc3339")]
+    occurred_at: OffsetDateTime,
+    token: TokenSummary<'a>,
+    details: serde_json::Value,
+}
+
+#[derive(Serialize)]
+struct TokenSummary<'a> {
+    id: i64,
+    name: &'a str,
+    kind: &'static str,
+    hint: &'a str,
+}
+
+/// Queues `event` about `token` for each of its owner's webhooks that asked for it.
+/// Failing to queue is logged: the audit log holds the event either way.
+pub async fn token_event(
+    state: &AppState,
+    token: &TokenRecord,
+    event: &str,
+    details: serde_json::Value,
+) {
+    let queued = async {
+        let hooks = state.store.webhooks().list(token.user_id).await?;
+        let owed: Vec<NewDelivery> = hooks
+            .iter()
+            .filter(|hook| hook.events.iter().any(|e| e == event))
+            .map(|hook| {
+                let rendered = Rendered::json(
+                    &hook.url,
+                    &TokenEvent {
+                        event,
+                        occurred_at: OffsetDateTime::now_utc(),
+                        token: TokenSummary {
+                            id: token.id,
+                            name: &token.name,
+                            kind: token.kind.as_str(),
+                            hint: &token.hint,
+                        },
+                        details: details.clone(),
+                    },
+                );
+                NewDelivery {
+                    user_id: token.user_id,
+                    webhook_id: Some(hook.id),
+                    recording_id: None,
+                    event: event.to_owned(),
+                    url: rendered.url,
+                    method: rendered.method,
+                    headers: rendered.headers,
+                    content_type: rendered.content_type,
+                    body: rendered.body,
+                }
+            })
+            .collect();
+        if !owed.is_empty() {
+            state.store.webhooks().queue(&owed).await?;
+            state.webhooks.wake();
+        }
+        Ok::<(), hark_store::StoreError>(())
+    };
+    if let Err(e) = queued.await {
+        tracing::error!(token_id = token.id, event, error = %e, "could not queue the token event's webhooks");
+    }
 }
 
 fn new_delivery(

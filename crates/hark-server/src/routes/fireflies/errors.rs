@@ -140,7 +140,9 @@ impl From<&ApiError> for FfError {
         let message = err.to_string();
         match err {
             ApiError::AuthFailed => FfError::new(Code::AuthFailed, message),
-            ApiError::Forbidden(_) => FfError::new(Code::Forbidden, message),
+            ApiError::Forbidden(_) | ApiError::IpNotAllowed => {
+                FfError::new(Code::Forbidden, message)
+            }
             ApiError::NotFound(what) => FfError::not_found(object_type(what)),
             // hark's messages start with the field at fault (`url: …`).
             ApiError::BadRequest { .. } => match message.split_once(": ") {

@@ -12,15 +12,14 @@ mod mutations;
 mod query;
 mod schema;
 
-use std::net::SocketAddr;
 use std::sync::OnceLock;
 
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
 use async_graphql::{EmptySubscription, Schema};
 use axum::Extension;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hark_core::tokens::TokenKind;
@@ -35,7 +34,7 @@ use self::query::Query;
 use self::schema::Caller;
 use super::tokens::actor;
 use crate::auth::limits::AllowanceSlot;
-use crate::auth::{Credential, Principal};
+use crate::auth::{ClientIp, Credential, Principal};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::webhooks::{self, Rendered};
@@ -111,14 +110,14 @@ pub struct GraphqlError {
 pub async fn graphql(
     State(state): State<AppState>,
     principal: Result<Principal, ApiError>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client_ip): ClientIp,
     headers: HeaderMap,
     allowance: Option<Extension<AllowanceSlot>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let mut response = match principal.and_then(admitted) {
         Ok(principal) => {
-            let actor = actor(&principal, &headers, Some(peer));
+            let actor = actor(&principal, &headers, client_ip);
             let caller = Caller {
                 state: state.clone(),
                 principal,

@@ -212,6 +212,9 @@ pub async fn transcriptions(
         SpeechError::Audio(message) => ApiError::bad_request(format!("file: {message}")),
         other => ApiError::Internal(other.to_string()),
     })?;
+    if let Some(token_id) = principal.token_id() {
+        state.usage.add_audio(token_id, transcript.duration);
+    }
     let segments: Vec<Segment> = transcript.segments.iter().map(stored_segment).collect();
     let text = transcripts::plain_text(&segments);
     let plain = |content_type: &'static str, body: String| {

@@ -3,10 +3,8 @@
 //! realtime key. Each utterance is a conversation item: its final words arrive as
 //! `…input_audio_transcription.delta` events and the whole text as `.completed`.
 
-use std::net::SocketAddr;
-
+use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
 use base64::Engine as _;
@@ -15,7 +13,7 @@ use hark_speech::stream_audio::{Encoding, StreamDecoder, StreamFormat};
 use hark_speech::streaming::StreamSettings;
 use serde_json::{Value, json};
 
-use crate::auth::Principal;
+use crate::auth::{Caller, Principal};
 use crate::state::AppState;
 use crate::streams::{self, CredentialWatch, Ending, LiveStream, StreamEvent};
 
@@ -40,7 +38,7 @@ const POLICY_VIOLATION: u16 = 1008;
         (status = 403, description = "A credential without real-time rights", body = crate::error::ErrorBody)))]
 pub async fn realtime(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    caller: Caller,
     headers: HeaderMap,
     uri: Uri,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
@@ -48,7 +46,7 @@ pub async fn realtime(
     let query = uri.query();
     streams::accept(
         state,
-        peer,
+        caller,
         &headers,
         query,
         upgrade,

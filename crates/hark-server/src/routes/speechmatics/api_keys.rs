@@ -1,17 +1,15 @@
 //! Speechmatics' temporary keys: `POST /v1/api_keys?type=rt|batch` with `{"ttl": …}`, as
 //! `speechmatics.rt.JWTAuth` and the batch client's temporary-key flow ask for them.
 
-use std::net::SocketAddr;
-
 use axum::Json;
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use hark_core::scopes::Scope;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::Principal;
+use crate::auth::{ClientIp, Principal};
 use crate::error::{ApiError, ApiJson, ErrorBody};
 use crate::routes::tokens::actor;
 use crate::state::AppState;
@@ -53,7 +51,7 @@ pub struct TemporaryKeyCreated {
 pub async fn create_temporary_key(
     State(state): State<AppState>,
     principal: Principal,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client_ip): ClientIp,
     headers: HeaderMap,
     Query(query): Query<KeyType>,
     ApiJson(body): ApiJson<TemporaryKeyRequest>,
@@ -73,7 +71,7 @@ pub async fn create_temporary_key(
         ttl_seconds: body.ttl,
         project_id: body.project_id,
     };
-    let actor = actor(&principal, &headers, Some(peer));
+    let actor = actor(&principal, &headers, client_ip);
     let (secret, record) = issue_temporary(&state.store, &principal, request, &actor).await?;
     let body = TemporaryKeyCreated {
         apikey_id: record.id.to_string(),

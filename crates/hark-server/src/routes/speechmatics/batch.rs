@@ -7,12 +7,10 @@
 //! `batch_config` reads the submitted config, `batch_format` renders jobs and transcripts,
 //! `batch_notify` the `notification_config` callbacks.
 
-use std::net::SocketAddr;
-
 use axum::Json;
 use axum::body::Body;
 use axum::extract::multipart::MultipartRejection;
-use axum::extract::{ConnectInfo, Multipart, RawQuery, State};
+use axum::extract::{Multipart, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hark_core::scopes::Scope;
@@ -29,7 +27,7 @@ use super::batch_format::{
     self, JobEnvelope, JobList, TEXT_PLAIN, details, status_of, transcript_json,
 };
 pub use super::batch_notify::notification;
-use crate::auth::Principal;
+use crate::auth::{ClientIp, Principal};
 use crate::error::{ApiError, ApiPath};
 use crate::routes::batch::visible_recording;
 use crate::routes::query_pairs;
@@ -128,7 +126,7 @@ async fn visible_job(
 pub async fn create_job(
     State(state): State<AppState>,
     principal: Result<Principal, ApiError>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client_ip): ClientIp,
     headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, SmError> {
@@ -164,7 +162,7 @@ pub async fn create_job(
     let (_, job) = crate::routes::uploads::submit(
         &state,
         &principal,
-        &actor(&principal, &headers, Some(peer)),
+        &actor(&principal, &headers, client_ip),
         submission,
     )
     .await?;
@@ -351,7 +349,7 @@ pub async fn get_job(
 pub async fn delete_job(
     State(state): State<AppState>,
     principal: Result<Principal, ApiError>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client_ip): ClientIp,
     headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
     RawQuery(query): RawQuery,
@@ -374,7 +372,7 @@ pub async fn delete_job(
         recording.duration_seconds,
     );
     // The recording goes, its job with it (cascade), then its audio, as every API deletes.
-    let actor = actor(&principal, &headers, Some(peer));
+    let actor = actor(&principal, &headers, client_ip);
     delete_owned(&state, recording.user_id, recording.id, &actor)
         .await
         .map_err(|e| match e {

@@ -2,10 +2,8 @@
 //! Scriptix-style at `/api/v3/realtime`), so that `speechmatics-rt` and the older
 //! `speechmatics-python` stream to hark unmodified with a realtime key.
 
-use std::net::SocketAddr;
-
+use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
 use hark_speech::stream_audio::StreamDecoder;
@@ -13,7 +11,7 @@ use hark_speech::streaming::StreamSettings;
 use serde_json::{Value, json};
 
 use super::messages::{self, ClientMessage, TranscriptionConfig};
-use crate::auth::Principal;
+use crate::auth::{Caller, Principal};
 use crate::state::AppState;
 use crate::streams::{self, CredentialWatch, Ending, LiveStream, StreamEvent};
 
@@ -51,7 +49,7 @@ mod close {
         (status = 403, description = "A credential without real-time rights", body = crate::error::ErrorBody)))]
 pub async fn realtime(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    caller: Caller,
     headers: HeaderMap,
     uri: Uri,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
@@ -59,7 +57,7 @@ pub async fn realtime(
     let query = uri.query();
     streams::accept(
         state,
-        peer,
+        caller,
         &headers,
         query,
         upgrade,

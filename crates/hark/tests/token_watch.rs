@@ -1,0 +1,634 @@
+//! Watching tokens: usage by outcome and the speech it paid for, the addresses a token was
+//! used from (and `token.new_ip` when one is new), IP allow-lists on REST and WebSocket
+//! handshakes, trusted proxies, revoke-by-value (hark's own, GitLab's and GitHub's forms)
+//! and audit search by token hash.
+
+mod common;
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use common::peer::Peer;
+use common::*;
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+/// A client whose connections come from `local` (any 127.x address is this machine).
+fn client_from(local: &str) -> Client {
+    Client::builder()
+        .local_address(local.parse::<IpAddr>().unwrap())
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
+}
+
+async fn get_from(server: &TestServer, local: &str, path: &str, token: &str) -> StatusCode {
+    client_from(local)
+        .get(server.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// The WebSocket handshake's answer when made from `local`.
+async fn handshake_from(server: &TestServer, local: &str, token: &str) -> u16 {
+    let addr: SocketAddr = server.base.trim_start_matches("http://").parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(SocketAddr::new(local.parse().unwrap(), 0))
+        .unwrap();
+    let stream = socket.connect(addr).await.unwrap();
+    let url = server.url("/v2").replacen("http://", "ws://", 1);
+    let mut request = url.into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    match tokio_tungstenite::client_async(request, stream).await {
+        Ok(_) => 101,
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(e) => panic!("handshake: {e}"),
+    }
+}
+
+fn sha256_hex(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+async fn usage(server: &TestServer, admin: &str, id: &Value, granularity: &str) -> Value {
+    let res = server
+        .get(
+            &format!("/api/tokens/{id}/usage?granularity={granularity}"),
+            admin,
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    res.json().await.unwrap()
+}
+
+async fn audit(server: &TestServer, admin: &str, query: &str) -> Vec<Value> {
+    let page: Value = server
+        .get(&format!("/api/audit?per_page=100&{query}"), admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    page["events"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn usage_is_counted_by_outcome_with_the_audio_and_the_addresses() {
+    let server = TestServer::start().await;
+    let admin = server.user_with_token("adm", "admin");
+    let limited = server
+        .api_token(&admin, json!({"name": "limited", "requests_per_minute": 3}))
+        .await;
+    let limited_token = limited["token"].as_str().unwrap();
+    let reader = server
+        .api_token(&admin, json!({"name": "reader", "scopes": ["read"]}))
+        .await;
+    let reader_token = reader["token"].as_str().unwrap();
+    let fenced = server
+        .api_token(
+            &admin,
+            json!({"name": "fenced", "denied_cidrs": ["127.0.0.2"]}),
+        )
+        .await;
+    let fenced_token = fenced["token"].as_str().unwrap();
+    assert_eq!(fenced["denied_cidrs"], json!(["127.0.0.2/32"]));
+
+    // limited: three uses, then its budget says no.
+    for _ in 0..3 {
+        assert_eq!(
+            get_from(&server, "127.0.0.1", "/api/tokens/self", limited_token).await,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(
+        get_from(&server, "127.0.0.1", "/api/tokens/self", limited_token).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // reader: a read, a write it may not do, then used after revocation.
+    assert_eq!(
+        get_from(&server, "127.0.0.1", "/api/tags", reader_token).await,
+        StatusCode::OK
+    );
+    let denied = server
+        .post_json("/api/tags", reader_token, json!({"name": "x"}))
+        .await;
+    assert_eq!(denied.status(), StatusCode::FORBIDDEN);
+    let revoked = server
+        .delete(&format!("/api/tokens/{}", reader["id"]), &admin)
+        .await;
+    assert_eq!(revoked.status(), StatusCode::OK);
+    assert_eq!(
+        get_from(&server, "127.0.0.1", "/api/tags", reader_token).await,
+        StatusCode::UNAUTHORIZED
+    );
+    // fenced: refused from the denied address, over REST and at a WebSocket handshake.
+    let refused = client_from("127.0.0.2")
+        .get(server.url("/api/tokens/self"))
+        .bearer_auth(fenced_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(refused).await,
+        (StatusCode::FORBIDDEN, "ip_not_allowed".into())
+    );
+    assert_eq!(
+        handshake_from(&server, "127.0.0.2", fenced_token).await,
+        403
+    );
+    assert_eq!(
+        get_from(&server, "127.0.0.1", "/api/tokens/self", fenced_token).await,
+        StatusCode::OK
+    );
+
+    // Audio paid for: a clip through the OpenAI-compatible endpoint.
+    let payer = server.api_token(&admin, json!({"name": "payer"})).await;
+    let payer_token = payer["token"].as_str().unwrap();
+    let clip = shared_audio("meeting_03.wav");
+    let form = reqwest::multipart::Form::new()
+        .text("model", "whisper-1")
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(std::fs::read(&clip).unwrap())
+                .file_name("meeting_03.wav"),
+        );
+    let res = server
+        .client
+        .post(server.url("/v1/audio/transcriptions"))
+        .bearer_auth(payer_token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+
+    // Counted in memory, written by the flush (every 200 ms in tests).
+    server
+        .eventually(Duration::from_secs(10), || async {
+            usage(&server, &admin, &payer["id"], "minute").await["totals"]["ok"] == 1
+        })
+        .await;
+    let totals = |u: &Value| u["totals"].clone();
+    let limited_use = usage(&server, &admin, &limited["id"], "hour").await;
+    assert_eq!(totals(&limited_use)["ok"], 3);
+    assert_eq!(totals(&limited_use)["rate_limited"], 1);
+    let reader_use = usage(&server, &admin, &reader["id"], "day").await;
+    assert_eq!(
+        (
+            totals(&reader_use)["ok"].as_u64(),
+            totals(&reader_use)["scope_denied"].as_u64(),
+            totals(&reader_use)["revoked"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1))
+    );
+    let fenced_use = usage(&server, &admin, &fenced["id"], "minute").await;
+    assert_eq!(
+        totals(&fenced_use)["ip_denied"],
+        2,
+        "REST and the handshake"
+    );
+    assert_eq!(totals(&fenced_use)["ok"], 1);
+    let payer_use = usage(&server, &admin, &payer["id"], "minute").await;
+    let seconds = totals(&payer_use)["audio_seconds"].as_f64().unwrap();
+    assert!(
+        (7.0..7.5).contains(&seconds),
+        "meeting_03.wav is 7.23 s: {seconds}"
+    );
+    assert_eq!(payer_use["series"].as_array().unwrap().len(), 1);
+
+    // Where it was used from; the first use from an address is audited once.
+    let addresses = fenced_use["addresses"].as_array().unwrap();
+    assert_eq!(addresses.len(), 1, "{addresses:?}");
+    assert_eq!(addresses[0]["ip"], "127.0.0.1");
+    let new_ip = audit(&server, &admin, "action=token.new_ip").await;
+    let of_limited: Vec<&Value> = new_ip
+        .iter()
+        .filter(|e| e["target"] == format!("token:{}", limited["id"]))
+        .collect();
+    assert_eq!(of_limited.len(), 1, "{new_ip:?}");
+    assert_eq!(of_limited[0]["ip"], "127.0.0.1");
+    get_from(&server, "127.0.0.3", "/api/tokens/self", fenced_token).await;
+    server
+        .eventually(Duration::from_secs(10), || async {
+            audit(&server, &admin, "action=token.new_ip")
+                .await
+                .iter()
+                .any(|e| e["ip"] == "127.0.0.3")
+        })
+        .await;
+
+    let bad = server
+        .get(
+            &format!("/api/tokens/{}/usage?granularity=week", payer["id"]),
+            &admin,
+        )
+        .await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    let member = server.user_with_token("mia", "member");
+    let foreign = server
+        .get(&format!("/api/tokens/{}/usage", payer["id"]), &member)
+        .await;
+    assert_eq!(
+        foreign.status(),
+        StatusCode::NOT_FOUND,
+        "another's token looks missing"
+    );
+}
+
+#[tokio::test]
+async fn ip_rules_change_at_once_and_temporary_keys_inherit_them() {
+    let server = TestServer::start().await;
+    let admin = server.user_with_token("adm", "admin");
+    let key = server
+        .api_token(
+            &admin,
+            json!({"name": "rt", "kind": "project", "project_id": 1, "type": "realtime"}),
+        )
+        .await;
+    let key_token = key["token"].as_str().unwrap();
+    let temporary: Value = server
+        .post_json("/v1/api_keys?type=rt", key_token, json!({"ttl": 60}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let temp_token = temporary["key_value"].as_str().unwrap();
+    server.saw_secret(temp_token);
+    assert_eq!(handshake_from(&server, "127.0.0.2", temp_token).await, 101);
+
+    let res = server
+        .client
+        .patch(server.url(&format!("/api/tokens/{}", key["id"])))
+        .bearer_auth(&admin)
+        .json(&json!({"allowed_cidrs": ["127.0.0.1", "::1"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let changed: Value = res.json().await.unwrap();
+    assert_eq!(changed["allowed_cidrs"], json!(["127.0.0.1/32", "::1/128"]));
+    assert_eq!(handshake_from(&server, "127.0.0.2", key_token).await, 403);
+    assert_eq!(
+        handshake_from(&server, "127.0.0.2", temp_token).await,
+        403,
+        "inherited"
+    );
+    assert_eq!(handshake_from(&server, "127.0.0.1", temp_token).await, 101);
+
+    for bad in [
+        json!({"allowed_cidrs": ["10.0.0.0/33"]}),
+        json!({}),
+        json!({"audio_quota_minutes": 5, "x": 1}),
+    ] {
+        let res = server
+            .client
+            .patch(server.url(&format!("/api/tokens/{}", key["id"])))
+            .bearer_auth(&admin)
+            .json(&bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+    let too_many: Vec<String> = (0..33).map(|i| format!("10.0.0.{i}")).collect();
+    let res = server
+        .post_json(
+            "/api/tokens",
+            &admin,
+            json!({"name": "many", "allowed_cidrs": too_many}),
+        )
+        .await;
+    assert_eq!(error_code(res).await.0, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn forwarded_addresses_count_only_from_trusted_proxies() {
+    let server = TestServer::start_with(&["--trusted-proxies", "127.0.0.5"]).await;
+    let admin = server.user_with_token("adm", "admin");
+    let fenced = server
+        .api_token(
+            &admin,
+            json!({"name": "office", "allowed_cidrs": ["198.51.100.0/24"]}),
+        )
+        .await;
+    let token = fenced["token"].as_str().unwrap();
+    let from = |local: &str, forwarded: &str| {
+        client_from(local)
+            .get(server.url("/api/tokens/self"))
+            .bearer_auth(token)
+            .header("x-forwarded-for", forwarded)
+            .send()
+    };
+    // A client naming an allowed address itself is not believed.
+    assert_eq!(
+        from("127.0.0.1", "198.51.100.7").await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    // The trusted proxy's word is.
+    assert_eq!(
+        from("127.0.0.5", "198.51.100.7").await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        from("127.0.0.5", "198.51.100.7, 203.0.113.1")
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::FORBIDDEN,
+        "the rightmost untrusted hop is the client"
+    );
+    server
+        .eventually(Duration::from_secs(10), || async {
+            let u = usage(&server, &admin, &fenced["id"], "minute").await;
+            u["addresses"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["ip"] == "198.51.100.7")
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn a_token_reported_by_value_is_revoked_and_its_owner_told() {
+    let server = TestServer::start_with(&["--fetch-allow-private"]).await;
+    let admin = server.user_with_token("adm", "admin");
+    let owner = server.user_with_token("ana", "member");
+    let peer = Peer::start().await;
+    let res = server
+        .post_json(
+            "/api/webhooks",
+            &owner,
+            json!({"url": format!("{}/hooks/tokens", peer.base), "events": ["token.revoked_by_value"]}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let hook: Value = res.json().await.unwrap();
+    server.saw_secret(hook["secret"].as_str().unwrap());
+    let leaked = server
+        .api_token(&owner, json!({"name": "pushed by mistake"}))
+        .await;
+    let leaked_token = leaked["token"].as_str().unwrap().to_owned();
+    // It does something first, so its hash has a history to search.
+    assert_eq!(
+        server.get("/api/tags", &leaked_token).await.status(),
+        StatusCode::OK
+    );
+    let rotated = server
+        .post_json("/api/webhooks/callback-secret", &leaked_token, json!({}))
+        .await;
+    assert!(rotated.status().is_success());
+    let rotated: Value = rotated.json().await.unwrap();
+    server.saw_secret(rotated["secret"].as_str().unwrap());
+
+    let report = |tokens: Value| {
+        server
+            .client
+            .post(server.url("/api/tokens/revoke-by-value"))
+            .json(&json!({"tokens": tokens, "source": "trufflehog", "url": "https://example.com/repo/blob/main/.env"}))
+            .send()
+    };
+    let forged = format!("{}A", &leaked_token[..leaked_token.len() - 1]);
+    let mut bodies = Vec::new();
+    for tokens in [
+        json!(["not a token"]),
+        json!([forged]),
+        json!([leaked_token.clone()]),
+    ] {
+        let res = report(tokens).await.unwrap();
+        assert_eq!(res.status(), StatusCode::ACCEPTED);
+        bodies.push(res.text().await.unwrap());
+    }
+    assert!(
+        bodies.iter().all(|b| b == &bodies[0]),
+        "the same answer: {bodies:?}"
+    );
+    server
+        .eventually(Duration::from_secs(10), || async {
+            server.get("/api/tags", &leaked_token).await.status() == StatusCode::UNAUTHORIZED
+        })
+        .await;
+    let listed: Value = server
+        .get("/api/tokens", &owner)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let row = listed["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == leaked["id"])
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (row["status"].as_str(), row["revoked_reason"].as_str()),
+        (Some("revoked"), Some("leaked"))
+    );
+    let delivered = peer.wait_for(1, Duration::from_secs(20)).await;
+    let event: Value = serde_json::from_slice(&delivered[0].body).unwrap();
+    assert_eq!(event["event"], "token.revoked_by_value");
+    assert_eq!(event["token"]["id"], leaked["id"]);
+    assert_eq!(event["details"]["source"], "trufflehog");
+    assert!(!String::from_utf8_lossy(&delivered[0].body).contains(&leaked_token));
+
+    // Everything the leaked token did, and what was done to it, by its SHA-256.
+    let hash = sha256_hex(&leaked_token);
+    let found = audit(&server, &admin, &format!("token_hash={hash}")).await;
+    let actions: Vec<&str> = found
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "token.created",
+        "webhook.callback_secret_rotated",
+        "token.revoked_by_value",
+    ] {
+        assert!(actions.contains(&expected), "{expected} in {actions:?}");
+    }
+    assert!(
+        found
+            .iter()
+            .all(|e| e["hashed_token"] == hash || e["target"] == format!("token:{}", leaked["id"]))
+    );
+    let revocation = found
+        .iter()
+        .find(|e| e["action"] == "token.revoked_by_value")
+        .unwrap();
+    assert_eq!(revocation["ip"], "127.0.0.1");
+    assert!(
+        revocation["details"]
+            .as_str()
+            .unwrap()
+            .contains("trufflehog")
+    );
+    let bad = server.get("/api/audit?token_hash=xyz", &admin).await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+
+    // Malformed reports are refused; a flood from one address is slowed.
+    assert_eq!(
+        report(json!([])).await.unwrap().status(),
+        StatusCode::BAD_REQUEST
+    );
+    let many: Vec<String> = (0..101).map(|i| format!("t{i}")).collect();
+    assert_eq!(
+        report(json!(many)).await.unwrap().status(),
+        StatusCode::BAD_REQUEST
+    );
+    let mut limited = false;
+    for _ in 0..20 {
+        if report(json!(["x"])).await.unwrap().status() == StatusCode::TOO_MANY_REQUESTS {
+            limited = true;
+            break;
+        }
+    }
+    assert!(limited, "reports from one address are rate limited");
+}
+
+#[tokio::test]
+async fn gitlab_and_github_reports_revoke_with_their_own_credentials() {
+    use base64::Engine as _;
+    use p256::ecdsa::signature::Signer;
+    use p256::ecdsa::{DerSignature, SigningKey};
+    use p256::pkcs8::{EncodePublicKey, LineEnding};
+
+    let signing = SigningKey::from_slice(&rand::random::<[u8; 32]>()).unwrap();
+    let pem = signing
+        .verifying_key()
+        .to_public_key_pem(LineEnding::LF)
+        .unwrap();
+    let keys = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        keys.path(),
+        json!({"public_keys": [{"key_identifier": "test-key-1", "key": pem, "is_current": true}]})
+            .to_string(),
+    )
+    .unwrap();
+    let secret = "gitlab-shared-secret-for-tests";
+    let server = TestServer::start_with(&[
+        "--gitlab-revocation-secret",
+        secret,
+        "--github-alert-keys",
+        keys.path().to_str().unwrap(),
+    ])
+    .await;
+    let owner = server.user_with_token("ana", "member");
+    let from_gitlab = server.api_token(&owner, json!({"name": "gl"})).await;
+    let from_github = server.api_token(&owner, json!({"name": "gh"})).await;
+
+    let types = server
+        .client
+        .get(server.url("/v1/revocable_token_types"))
+        .header("authorization", secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(types.status(), StatusCode::OK);
+    let types: Value = types.json().await.unwrap();
+    let kind = types["types"][0].as_str().unwrap().to_owned();
+    let gitlab = |auth: &str, body: Value| {
+        server
+            .client
+            .post(server.url("/v1/revoke_tokens"))
+            .header("authorization", auth)
+            .json(&body)
+            .send()
+    };
+    let leak = json!([{"type": kind, "token": from_gitlab["token"], "location": "https://gitlab.example/p/-/blob/main/a.env"}]);
+    assert_eq!(
+        gitlab("wrong-secret", leak.clone()).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        gitlab(secret, json!([{"type": "aws_key", "token": "x"}]))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        gitlab(secret, leak.clone()).await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        gitlab(secret, leak).await.unwrap().status(),
+        StatusCode::NO_CONTENT,
+        "idempotent"
+    );
+    let gl_token = from_gitlab["token"].as_str().unwrap();
+    server
+        .eventually(Duration::from_secs(10), || async {
+            server.get("/api/tags", gl_token).await.status() == StatusCode::UNAUTHORIZED
+        })
+        .await;
+
+    let body = json!([
+        {"token": from_github["token"], "type": "hark_api_token", "url": "https://github.com/o/r/blob/x/.env", "source": "content"},
+        {"token": "hark_pat_notarealtokenatall000000000000000", "type": "hark_api_token", "url": "https://github.com/o/r", "source": "content"}
+    ])
+    .to_string();
+    let sign = |bytes: &[u8]| {
+        let signature: DerSignature = signing.sign(bytes);
+        base64::engine::general_purpose::STANDARD.encode(signature.as_bytes())
+    };
+    let github = |signature: String, key: &str| {
+        server
+            .client
+            .post(server.url("/api/github/secret-scanning"))
+            .header("github-public-key-identifier", key)
+            .header("github-public-key-signature", signature)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+    };
+    let forged = sign(b"some other body");
+    assert_eq!(
+        github(forged, "test-key-1").await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        github(sign(body.as_bytes()), "other-key")
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let gh_token = from_github["token"].as_str().unwrap();
+    assert_eq!(
+        server.get("/api/tags", gh_token).await.status(),
+        StatusCode::OK,
+        "forgeries change nothing"
+    );
+    let res = github(sign(body.as_bytes()), "test-key-1").await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let labels: Value = res.json().await.unwrap();
+    assert_eq!(labels[0]["label"], "true_positive");
+    assert_eq!(labels[0]["token_hash"], sha256_hex(gh_token));
+    assert_eq!(labels[1]["label"], "false_positive");
+    assert_eq!(
+        server.get("/api/tags", gh_token).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn revocation_endpoints_that_are_not_configured_are_not_there() {
+    let server = TestServer::start().await;
+    let res = server.get_anonymous("/v1/revocable_token_types").await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let res = server
+        .client
+        .post(server.url("/api/github/secret-scanning"))
+        .body("[]")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+}
