@@ -40,6 +40,9 @@ pub enum ApiError {
         retry_after_secs: u64,
         limit: Option<u32>,
     },
+    /// The token's audio budget is spent until `resets_at`.
+    #[error("this token's audio budget is spent; it refills at {}", rfc3339(*resets_at))]
+    QuotaExceeded { resets_at: time::OffsetDateTime },
     /// Storage (the database or the bucket) cannot be reached: worth retrying. Details go
     /// to the log.
     #[error("storage is unavailable right now; try again shortly")]
@@ -71,10 +74,16 @@ impl ApiError {
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::Rejected { status, .. } => (*status, rejection_code(*status)),
             ApiError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::QuotaExceeded { .. } => (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
+}
+
+fn rfc3339(at: time::OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 fn rejection_code(status: StatusCode) -> &'static str {
@@ -136,6 +145,14 @@ impl IntoResponse for ApiError {
             if let Some(limit) = limit {
                 crate::auth::limits::set_headers(headers, limit, 0, retry_after_secs);
             }
+        }
+        if let ApiError::QuotaExceeded { resets_at } = self {
+            let wait = (resets_at - time::OffsetDateTime::now_utc())
+                .whole_seconds()
+                .max(1);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(wait as u64));
         }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(

@@ -4,6 +4,7 @@
 
 mod access_log;
 pub mod auth;
+mod budgets;
 pub mod config;
 pub mod error;
 mod leaks;

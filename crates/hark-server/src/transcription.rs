@@ -81,6 +81,9 @@ pub struct JobOptions {
     /// The token that submitted the job: its usage is charged the audio transcribed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_id: Option<i64>,
+    /// The token whose audio budget the job spends, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_token_id: Option<i64>,
 }
 
 pub struct Pipeline {
@@ -353,6 +356,9 @@ async fn process(state: &AppState, worker: &str, job: Job) {
         Ok(true) => {
             if let Some(token_id) = options.token_id {
                 state.usage.add_audio(token_id, outcome.duration);
+            }
+            if let Some(holder) = options.budget_token_id {
+                state.usage.spend(holder, outcome.duration);
             }
             tracing::info!(
                 job = job.id,

@@ -11,6 +11,7 @@ use crate::webhooks::{self, TOKEN_NEW_IP};
 
 /// Flushes buffered use and announces new addresses; how many uses were written.
 pub async fn flush(state: &AppState) -> Result<usize, hark_store::StoreError> {
+    crate::budgets::charge(state, state.usage.take_spent()).await?;
     let flushed = state.usage.flush(&state.store).await?;
     for seen in &flushed.new_addresses {
         announce_new_address(state, seen).await;

@@ -87,6 +87,8 @@ pub struct ParentState {
     pub revoked_at: Option<OffsetDateTime>,
     pub expires_at: Option<OffsetDateTime>,
     pub ip_rules: IpRules,
+    /// A temporary key spends its parent's audio budget.
+    pub audio_quota: Option<AudioQuota>,
 }
 
 /// One observed use, buffered in memory and written in batches.
@@ -152,13 +154,7 @@ impl TryFrom<TokenRow> for TokenRecord {
             parent_id: r.parent_id,
             temporary: r.temporary,
             ip_rules: ip_rules(&r.allowed_cidrs, &r.denied_cidrs)?,
-            audio_quota: match (r.audio_quota_seconds, r.audio_quota_refill.as_deref()) {
-                (Some(seconds), Some(refill)) => Some(AudioQuota {
-                    seconds: u64::try_from(seconds).map_err(StoreError::corrupt)?,
-                    refill: Refill::parse(refill).map_err(StoreError::corrupt)?,
-                }),
-                _ => None,
-            },
+            audio_quota: audio_quota(r.audio_quota_seconds, r.audio_quota_refill.as_deref())?,
             revoked_reason: r.revoked_reason,
         })
     }
@@ -174,6 +170,19 @@ struct SecretRow {
     parent_expires_at: Option<i64>,
     parent_allowed_cidrs: Option<String>,
     parent_denied_cidrs: Option<String>,
+    parent_quota_seconds: Option<i64>,
+    parent_quota_refill: Option<String>,
+}
+
+/// A budget as stored: both columns or neither.
+fn audio_quota(seconds: Option<i64>, refill: Option<&str>) -> Result<Option<AudioQuota>> {
+    match (seconds, refill) {
+        (Some(seconds), Some(refill)) => Ok(Some(AudioQuota {
+            seconds: u64::try_from(seconds).map_err(StoreError::corrupt)?,
+            refill: Refill::parse(refill).map_err(StoreError::corrupt)?,
+        })),
+        _ => Ok(None),
+    }
 }
 
 /// Rules as stored: comma-separated canonical networks.
@@ -244,7 +253,9 @@ impl Tokens<'_> {
         let row: Option<SecretRow> = on!(self.db, c => sqlx::query_as(sql!(
             "SELECT {TOKEN_COLUMNS}, u.role, s.retires_at,
                     p.revoked_at AS parent_revoked_at, p.expires_at AS parent_expires_at,
-                    p.allowed_cidrs AS parent_allowed_cidrs, p.denied_cidrs AS parent_denied_cidrs
+                    p.allowed_cidrs AS parent_allowed_cidrs, p.denied_cidrs AS parent_denied_cidrs,
+                    p.audio_quota_seconds AS parent_quota_seconds,
+                    p.audio_quota_refill AS parent_quota_refill
              FROM token_secrets s
              JOIN tokens t ON t.id = s.token_id
              JOIN users u ON u.id = t.user_id
@@ -262,6 +273,10 @@ impl Tokens<'_> {
                     ip_rules: ip_rules(
                         r.parent_allowed_cidrs.as_deref().unwrap_or_default(),
                         r.parent_denied_cidrs.as_deref().unwrap_or_default(),
+                    )?,
+                    audio_quota: audio_quota(
+                        r.parent_quota_seconds,
+                        r.parent_quota_refill.as_deref(),
                     )?,
                 }),
                 None => None,

@@ -632,3 +632,149 @@ async fn revocation_endpoints_that_are_not_configured_are_not_there() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn an_audio_budget_refuses_transcriptions_once_spent() {
+    let server = TestServer::start().await;
+    let admin = server.user_with_token("adm", "admin");
+    let member = server.user_with_token("mia", "member");
+    let budgeted = server
+        .api_token(
+            &admin,
+            json!({"name": "budgeted", "audio_quota_minutes": 1, "audio_quota_refill": "daily"}),
+        )
+        .await;
+    let token = budgeted["token"].as_str().unwrap().to_owned();
+    assert_eq!(budgeted["audio_quota_minutes"], 1);
+    let remaining = |res: &reqwest::Response| {
+        res.headers()
+            .get("audio-quota-remaining")
+            .map(|v| v.to_str().unwrap().parse::<u64>().unwrap())
+    };
+    let me = server.get("/api/tokens/self", &token).await;
+    assert_eq!(remaining(&me), Some(60));
+    assert!(me.headers().contains_key("audio-quota-reset"));
+    let plain = server.get("/api/tokens/self", &admin).await;
+    assert_eq!(remaining(&plain), None, "no budget, no header");
+
+    let transcribe = |clip: &'static str| {
+        let form = reqwest::multipart::Form::new()
+            .text("model", "whisper-1")
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(std::fs::read(shared_audio(clip)).unwrap())
+                    .file_name(clip),
+            );
+        server
+            .client
+            .post(server.url("/v1/audio/transcriptions"))
+            .bearer_auth(&token)
+            .multipart(form)
+            .send()
+    };
+    // 140 s of audio against a 60 s budget: it had budget left when it started.
+    assert_eq!(
+        transcribe("long_mix.wav").await.unwrap().status(),
+        StatusCode::OK
+    );
+    server
+        .eventually(Duration::from_secs(10), || async {
+            remaining(&server.get("/api/tokens/self", &token).await) == Some(0)
+        })
+        .await;
+    let refused = transcribe("meeting_03.wav").await.unwrap();
+    assert!(refused.headers().contains_key("retry-after"));
+    let (status, code) = error_code(refused).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded")
+    );
+    let upload = server
+        .upload(&token, &shared_audio("meeting_03.wav"), None)
+        .await;
+    assert_eq!(
+        error_code(upload).await.1,
+        "quota_exceeded",
+        "every dialect's uploads"
+    );
+
+    // A stream is refused with Speechmatics' own error.
+    let url = server.url("/v2").replacen("http://", "ws://", 1);
+    let mut request = url.into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    use futures_util::{SinkExt, StreamExt};
+    let start = json!({"message": "StartRecognition",
+        "audio_format": {"type": "raw", "encoding": "pcm_s16le", "sample_rate": 16000},
+        "transcription_config": {"language": "en"}});
+    socket
+        .send(tokio_tungstenite::tungstenite::Message::Text(
+            start.to_string().into(),
+        ))
+        .await
+        .unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(10), socket.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let reply: Value = serde_json::from_str(reply.to_text().unwrap()).unwrap();
+    assert_eq!(
+        (reply["message"].as_str(), reply["type"].as_str()),
+        (Some("Error"), Some("quota_exceeded"))
+    );
+
+    let listed: Value = server
+        .get("/api/tokens", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let row = listed["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == budgeted["id"])
+        .unwrap()
+        .clone();
+    assert_eq!(row["audio_quota_remaining_seconds"], 0);
+    server
+        .eventually(Duration::from_secs(10), || async {
+            let u = usage(&server, &admin, &budgeted["id"], "minute").await;
+            u["totals"]["quota_exceeded"] == 3
+        })
+        .await;
+
+    // Only admins change budgets; lifting it lets the token transcribe again.
+    let change = |who: &str, body: Value| {
+        server
+            .client
+            .patch(server.url(&format!("/api/tokens/{}", budgeted["id"])))
+            .bearer_auth(who)
+            .json(&body)
+            .send()
+    };
+    let own = server.api_token(&member, json!({"name": "mine"})).await;
+    let res = server
+        .client
+        .patch(server.url(&format!("/api/tokens/{}", own["id"])))
+        .bearer_auth(&member)
+        .json(&json!({"audio_quota_minutes": 100}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        change(&admin, json!({"audio_quota_minutes": 0}))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        transcribe("meeting_03.wav").await.unwrap().status(),
+        StatusCode::OK
+    );
+}

@@ -22,7 +22,7 @@ use hark_store::audit::Actor;
 use hark_store::tokens::{ParentState, SecretMatch, TokenRecord};
 use time::OffsetDateTime;
 
-use super::principal::{Credential, Principal};
+use super::principal::{BudgetHolder, Credential, Principal};
 use super::usage::{UsageRecorder, Use};
 use crate::error::ApiError;
 use hark_core::usage::Outcome;
@@ -169,6 +169,18 @@ impl TokenAuthenticator {
         if counted {
             self.recorder.touch(record.id, now, seen);
         }
+        let parent_quota = secret.parent.as_ref().and_then(|p| p.audio_quota);
+        let budget = match (record.audio_quota, record.parent_id, parent_quota) {
+            (Some(quota), _, _) => Some(BudgetHolder {
+                token_id: record.id,
+                quota,
+            }),
+            (None, Some(parent), Some(quota)) => Some(BudgetHolder {
+                token_id: parent,
+                quota,
+            }),
+            _ => None,
+        };
         Ok(Principal {
             user_id: record.user_id,
             workspace_id: record.workspace_id,
@@ -176,6 +188,7 @@ impl TokenAuthenticator {
             credential: Credential::Token {
                 retiring: secret.retires_at.is_some(),
                 hash,
+                budget,
                 record: secret.record,
             },
         })

@@ -12,6 +12,7 @@ use super::limits::AllowanceSlot;
 use super::principal::{Credential, Principal};
 use super::sessions;
 use super::usage::Use;
+use crate::budgets::BudgetSlot;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -154,6 +155,13 @@ impl FromRequestParts<AppState> for Principal {
                     (parts.extensions.get::<AllowanceSlot>(), allowance)
                 {
                     let _ = slot.0.set(allowance);
+                }
+                // Only budgeted tokens pay for this read.
+                if let (Some(slot), Some(budget)) = (
+                    parts.extensions.get::<BudgetSlot>(),
+                    crate::budgets::current(state, &principal).await?,
+                ) {
+                    let _ = slot.0.set(budget);
                 }
             }
             return Ok(principal);

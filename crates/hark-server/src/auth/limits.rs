@@ -6,6 +6,7 @@
 //! - per client IP, failed token authentications: a tighter budget against guessing; once
 //!   spent, the address gets `429` before any token is parsed or looked up.
 
+use crate::budgets::BudgetSlot;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::{Arc, OnceLock};
@@ -245,10 +246,13 @@ fn allowance(
 #[derive(Clone, Default)]
 pub struct AllowanceSlot(pub Arc<OnceLock<Allowance>>);
 
-/// Adds the `RateLimit-*` headers to every response to a rate-limited token.
+/// Adds the `RateLimit-*` headers to every response to a rate-limited token, and the
+/// `Audio-Quota-Remaining` / `Audio-Quota-Reset` (seconds) ones to a budgeted token's.
 pub async fn headers(mut request: Request, next: Next) -> Response {
     let slot = AllowanceSlot::default();
+    let budget = BudgetSlot::default();
     request.extensions_mut().insert(slot.clone());
+    request.extensions_mut().insert(budget.clone());
     let mut response = next.run(request).await;
     if let Some(allowance) = slot.0.get() {
         set_headers(
@@ -257,6 +261,17 @@ pub async fn headers(mut request: Request, next: Next) -> Response {
             allowance.remaining,
             allowance.reset_secs,
         );
+    }
+    if let Some(budget) = budget.0.get() {
+        let reset = (budget.resets_at - time::OffsetDateTime::now_utc())
+            .whole_seconds()
+            .max(0);
+        let headers = response.headers_mut();
+        headers.insert(
+            "audio-quota-remaining",
+            HeaderValue::from(budget.remaining_seconds.floor() as u64),
+        );
+        headers.insert("audio-quota-reset", HeaderValue::from(reset as u64));
     }
     response
 }

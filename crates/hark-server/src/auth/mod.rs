@@ -15,6 +15,6 @@ mod usage;
 pub use cache::TokenAuthenticator;
 pub use client_address::{ClientIp, limiter_key};
 pub use extract::{AccessLogSlot, Caller, presented_token};
-pub use principal::{Credential, Principal};
+pub use principal::{BudgetHolder, Credential, Principal};
 pub use throttle::AddressThrottle;
 pub use usage::{UsageRecorder, Use};

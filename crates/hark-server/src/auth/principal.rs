@@ -1,5 +1,6 @@
 use std::sync::Arc;
 
+use hark_core::quotas::AudioQuota;
 use hark_core::roles::Role;
 use hark_core::scopes::{Scope, Scopes};
 use hark_core::tokens::{TokenHash, TokenKind};
@@ -21,7 +22,16 @@ pub enum Credential {
         retiring: bool,
         /// The presented secret's hash: audit events carry it (never the secret).
         hash: TokenHash,
+        /// The audio budget its transcriptions spend (a temporary key: its parent's).
+        budget: Option<BudgetHolder>,
     },
+}
+
+/// A token with an audio budget, and the budget.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BudgetHolder {
+    pub token_id: i64,
+    pub quota: AudioQuota,
 }
 
 /// An authenticated caller and the rights that follow from role ∩ token.
@@ -34,6 +44,13 @@ pub struct Principal {
 }
 
 impl Principal {
+    pub fn budget(&self) -> Option<BudgetHolder> {
+        match &self.credential {
+            Credential::Token { budget, .. } => *budget,
+            Credential::Session => None,
+        }
+    }
+
     pub fn token_id(&self) -> Option<i64> {
         match &self.credential {
             Credential::Token { record, .. } => Some(record.id),
@@ -208,6 +225,7 @@ mod tests {
                 record: Arc::new(record),
                 retiring: false,
                 hash: TokenHash::of("test"),
+                budget: None,
             },
         }
     }

@@ -35,6 +35,9 @@ struct Pending {
 #[derive(Default)]
 pub struct UsageRecorder {
     pending: Mutex<Pending>,
+    /// Audio seconds spent from budgets, by the token holding the budget (written by
+    /// `crate::budgets::charge`, which knows each budget's period).
+    spent: Mutex<HashMap<i64, f64>>,
 }
 
 /// What a flush wrote.
@@ -86,6 +89,20 @@ impl UsageRecorder {
     /// Seconds of audio a token's live stream carried.
     pub fn add_stream(&self, token_id: i64, seconds: f64) {
         self.rollup(token_id, |c| c.stream_seconds += seconds);
+    }
+
+    /// Seconds to charge to the budget `holder` keeps.
+    pub fn spend(&self, holder: i64, seconds: f64) {
+        if seconds > 0.0 {
+            let mut spent = self.spent.lock().unwrap_or_else(|e| e.into_inner());
+            *spent.entry(holder).or_default() += seconds;
+        }
+    }
+
+    /// Takes the budget charges noted so far (the caller writes them).
+    pub fn take_spent(&self) -> Vec<(i64, f64)> {
+        let mut spent = self.spent.lock().unwrap_or_else(|e| e.into_inner());
+        spent.drain().collect()
     }
 
     fn rollup(&self, token_id: i64, change: impl FnOnce(&mut UsageCounts)) {

@@ -18,7 +18,7 @@ use std::net::IpAddr;
 use time::{Duration, OffsetDateTime};
 use utoipa::ToSchema;
 
-use crate::auth::{ClientIp, Credential, Principal};
+use crate::auth::{BudgetHolder, ClientIp, Credential, Principal};
 use crate::error::{ApiError, ApiJson, ApiPath, ErrorBody};
 use crate::state::AppState;
 use crate::tokens::IssueRequest;
@@ -61,6 +61,8 @@ pub struct TokenView<'a> {
     /// Its audio budget, if it has one (remaining minutes are in `GET /api/tokens/{id}/usage`).
     pub audio_quota_minutes: Option<u64>,
     pub audio_quota_refill: Option<&'static str>,
+    /// What is left of it this period, in whole seconds (listings only).
+    pub audio_quota_remaining_seconds: Option<u64>,
     /// `leaked` when it was revoked because its secret was reported found in public.
     pub revoked_reason: Option<&'a str>,
 }
@@ -89,6 +91,7 @@ impl<'a> TokenView<'a> {
             denied_cidrs: record.ip_rules.denied(),
             audio_quota_minutes: record.audio_quota.map(|q| q.seconds / 60),
             audio_quota_refill: record.audio_quota.map(|q| q.refill.as_str()),
+            audio_quota_remaining_seconds: None,
             revoked_reason: record.revoked_reason.as_deref(),
         }
     }
@@ -277,10 +280,18 @@ pub async fn list_tokens(
         .tokens()
         .list_for_user(principal.user_id)
         .await?;
-    let list = TokenList {
-        tokens: tokens.iter().map(|t| TokenView::of(t, now)).collect(),
-    };
-    Ok(Json(list).into_response())
+    let mut views: Vec<TokenView> = tokens.iter().map(|t| TokenView::of(t, now)).collect();
+    for (view, token) in views.iter_mut().zip(&tokens) {
+        if let Some(quota) = token.audio_quota {
+            let holder = BudgetHolder {
+                token_id: token.id,
+                quota,
+            };
+            let budget = crate::budgets::of(&state, holder).await?;
+            view.audio_quota_remaining_seconds = Some(budget.remaining_seconds.floor() as u64);
+        }
+    }
+    Ok(Json(TokenList { tokens: views }).into_response())
 }
 
 #[utoipa::path(get, path = "/api/tokens/self", tag = "tokens",

@@ -79,6 +79,8 @@ pub async fn accept(
     actor: &Actor,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<(Recording, Job), ApiError> {
+    // Refused before the upload is read; `submit` checks again for the other dialects.
+    crate::budgets::require_audio(state, principal).await?;
     let mut multipart = multipart.map_err(|r| ApiError::Rejected {
         status: r.status(),
         message: r.body_text(),
@@ -209,7 +211,10 @@ pub async fn submit(
         Audio::Received { filename, .. } => filename.clone(),
         Audio::Url(url) => url_title(url),
     };
-    let validated = match validate(title.as_deref(), &fallback_title, language) {
+    let checked = crate::budgets::require_audio(state, principal)
+        .await
+        .and_then(|()| validate(title.as_deref(), &fallback_title, language));
+    let validated = match checked {
         Ok(v) => target_project(state, principal, project.as_deref())
             .await
             .map(|project_id| (v, project_id)),
@@ -227,6 +232,7 @@ pub async fn submit(
     let options = serde_json::to_string(&JobOptions {
         language: language.clone(),
         token_id: principal.token_id(),
+        budget_token_id: principal.budget().map(|b| b.token_id),
         ..options
     })
     .map_err(|e| ApiError::Internal(e.to_string()))?;

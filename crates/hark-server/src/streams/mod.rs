@@ -63,6 +63,9 @@ pub enum StreamError {
     /// The server is at capacity.
     #[error("the server is at its real-time capacity ({0} streams); try again shortly")]
     Overloaded(u32),
+    /// The audio budget could not be read (storage unavailable).
+    #[error("the audio budget cannot be checked right now; try again shortly")]
+    Unavailable,
 }
 
 #[derive(Default)]
@@ -86,6 +89,8 @@ pub struct StreamPermit {
     open: Arc<Mutex<OpenCounts>>,
     metrics: Arc<StreamMetrics>,
     usage: Arc<UsageRecorder>,
+    /// The token whose audio budget the stream spends, if any.
+    budget_token_id: Option<i64>,
     token_id: Option<i64>,
     workspace_id: i64,
 }
@@ -97,6 +102,9 @@ impl StreamPermit {
             && seconds > 0.0
         {
             self.usage.add_stream(id, seconds);
+        }
+        if let Some(holder) = self.budget_token_id {
+            self.usage.spend(holder, seconds);
         }
     }
 }
@@ -131,6 +139,28 @@ impl Streams {
             open: Arc::default(),
             metrics: Arc::default(),
             silero: OnceCell::new(),
+        }
+    }
+
+    /// Admits a new stream: its audio budget first (read fresh), then the caps.
+    pub async fn open(
+        &self,
+        state: &crate::state::AppState,
+        principal: &Principal,
+    ) -> Result<StreamPermit, StreamError> {
+        match crate::budgets::require_audio(state, principal).await {
+            Ok(()) => self.admit(principal),
+            Err(e @ crate::error::ApiError::QuotaExceeded { .. }) => {
+                if let Some(id) = principal.token_id() {
+                    self.usage
+                        .count(id, hark_core::usage::Outcome::QuotaExceeded);
+                }
+                Err(StreamError::QuotaExceeded(e.to_string()))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "a stream's audio budget could not be read");
+                Err(StreamError::Unavailable)
+            }
         }
     }
 
@@ -176,6 +206,7 @@ impl Streams {
             open: self.open.clone(),
             metrics: self.metrics.clone(),
             usage: self.usage.clone(),
+            budget_token_id: principal.budget().map(|b| b.token_id),
             token_id,
             workspace_id: principal.workspace_id,
         })

@@ -170,6 +170,12 @@ impl From<&ApiError> for FfError {
                     ..FfError::new(Code::TooManyRequests, message)
                 }
             }
+            ApiError::QuotaExceeded { resets_at } => FfError {
+                metadata: Some(json!({
+                    "retryAfter": (resets_at.unix_timestamp_nanos() / 1_000_000) as i64
+                })),
+                ..FfError::new(Code::TooManyRequests, message)
+            },
             ApiError::Unavailable(detail) => {
                 tracing::warn!(error = %detail, "GraphQL request failed: storage unavailable");
                 FfError::new(Code::ServiceUnavailable, message)

@@ -140,6 +140,7 @@ pub async fn transcriptions(
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
     principal.require(Scope::Batch)?;
+    crate::budgets::require_audio(&state, &principal).await?;
     let mut multipart = multipart.map_err(|r| ApiError::Rejected {
         status: r.status(),
         message: r.body_text(),
@@ -214,6 +215,9 @@ pub async fn transcriptions(
     })?;
     if let Some(token_id) = principal.token_id() {
         state.usage.add_audio(token_id, transcript.duration);
+    }
+    if let Some(holder) = principal.budget() {
+        state.usage.spend(holder.token_id, transcript.duration);
     }
     let segments: Vec<Segment> = transcript.segments.iter().map(stored_segment).collect();
     let text = transcripts::plain_text(&segments);

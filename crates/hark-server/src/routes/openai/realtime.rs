@@ -329,7 +329,7 @@ impl Session {
                 return None;
             }
         };
-        let permit = match self.state.streams.admit(&self.principal) {
+        let permit = match self.state.streams.open(&self.state, &self.principal).await {
             Ok(permit) => permit,
             Err(e) => {
                 self.state.streams.metrics.stream_refused();

@@ -287,7 +287,7 @@ impl Session {
         }
         let language = config.language.unwrap_or_else(|| "en".into());
         let streams = &self.state.streams;
-        let permit = match streams.admit(&self.principal) {
+        let permit = match streams.open(&self.state, &self.principal).await {
             Ok(permit) => permit,
             Err(e) => {
                 streams.metrics.stream_refused();

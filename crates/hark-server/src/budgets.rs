@@ -1,0 +1,87 @@
+//! Audio budgets: a token with one may transcribe (batch, synchronous or live) until its
+//! seconds for the period are spent; past that, transcriptions are refused with
+//! `quota_exceeded` until the refill. What was spent is read fresh from the store (any
+//! node may have spent it) and charged in the usage flush, so a request that starts with
+//! budget left runs to its end and the next one is refused.
+
+use std::sync::{Arc, OnceLock};
+
+use time::OffsetDateTime;
+
+use crate::auth::{BudgetHolder, Principal};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// What is left of a budget, as answered in the `Audio-Quota-*` headers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Budget {
+    pub remaining_seconds: f64,
+    pub resets_at: OffsetDateTime,
+}
+
+/// Filled for a budgeted token so every answer can say what is left.
+#[derive(Clone, Default)]
+pub struct BudgetSlot(pub Arc<OnceLock<Budget>>);
+
+/// The budget `principal` spends from, as it stands; `None` when it has none.
+pub async fn current(state: &AppState, principal: &Principal) -> Result<Option<Budget>, ApiError> {
+    let Some(holder) = principal.budget() else {
+        return Ok(None);
+    };
+    Ok(Some(of(state, holder).await?))
+}
+
+pub async fn of(state: &AppState, holder: BudgetHolder) -> Result<Budget, ApiError> {
+    let spent = state.store.tokens().audio_use(holder.token_id).await?;
+    let now = OffsetDateTime::now_utc();
+    Ok(Budget {
+        remaining_seconds: holder
+            .quota
+            .remaining(spent.used_seconds, spent.period_start, now),
+        resets_at: holder.quota.refill.next_reset(now),
+    })
+}
+
+/// Refuses a transcription when the budget is spent.
+pub async fn require_audio(state: &AppState, principal: &Principal) -> Result<(), ApiError> {
+    match current(state, principal).await? {
+        Some(budget) if budget.remaining_seconds <= 0.0 => Err(ApiError::QuotaExceeded {
+            resets_at: budget.resets_at,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Writes what budgets were spent since the last flush. Each holder's period is the one
+/// its budget is in now; a holder whose budget was lifted is not charged.
+pub async fn charge(
+    state: &AppState,
+    spent: Vec<(i64, f64)>,
+) -> Result<(), hark_store::StoreError> {
+    let now = OffsetDateTime::now_utc();
+    let mut left = spent.into_iter();
+    while let Some((token_id, seconds)) = left.next() {
+        let result = async {
+            let token = state.store.tokens().get(token_id).await?;
+            if let Some(quota) = token.audio_quota {
+                let start = quota.refill.period_start(now);
+                state
+                    .store
+                    .tokens()
+                    .charge_audio(token_id, seconds, start)
+                    .await?;
+            }
+            Ok::<(), hark_store::StoreError>(())
+        }
+        .await;
+        if let Err(err) = result {
+            // Not charged yet: kept for the next flush, with everything after it.
+            state.usage.spend(token_id, seconds);
+            for (id, s) in left {
+                state.usage.spend(id, s);
+            }
+            return Err(err);
+        }
+    }
+    Ok(())
+}
