@@ -227,6 +227,9 @@ fn spawn_background(state: AppState) -> tokio::task::JoinHandle<()> {
                     if let Err(e) = usage::flush(&state).await {
                         tracing::warn!(error = %e, "token use flush failed; will retry");
                     }
+                    if let Err(e) = usage::announce_expiring(&state).await {
+                        tracing::warn!(error = %e, "expiry notices failed; will retry");
+                    }
                 }
                 _ = poll.tick() => {
                     if let Err(e) = state.auth.poll_changes().await {

@@ -7,7 +7,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::state::AppState;
-use crate::webhooks::{self, TOKEN_NEW_IP};
+use crate::webhooks::{self, TOKEN_EXPIRING, TOKEN_NEW_IP};
 
 /// Flushes buffered use and announces new addresses; how many uses were written.
 pub async fn flush(state: &AppState) -> Result<usize, hark_store::StoreError> {
@@ -55,6 +55,48 @@ async fn announce_new_address(state: &AppState, seen: &AddressUse) {
         json!({"ip": seen.ip, "user_agent": seen.user_agent, "first_seen": first_seen}),
     )
     .await;
+}
+
+/// How far ahead owners are told that a token expires (the listing's `expires_soon`).
+const EXPIRY_NOTICE: time::Duration = time::Duration::days(7);
+
+/// Tells the owners of tokens expiring within 7 days, once per token: a `token.expiring`
+/// audit event (the UI's banner comes from the listing) and webhook.
+pub async fn announce_expiring(state: &AppState) -> Result<(), hark_store::StoreError> {
+    let before = OffsetDateTime::now_utc() + EXPIRY_NOTICE;
+    for token in state.store.tokens().claim_expiry_notices(before).await? {
+        let expires = token
+            .expires_at
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_default();
+        let actor = Actor {
+            workspace_id: token.workspace_id,
+            user_id: Some(token.user_id),
+            token_id: Some(token.id),
+            ..Actor::default()
+        };
+        let target = format!("token:{}", token.id);
+        let details = format!("expires {expires}");
+        if let Err(e) = state
+            .store
+            .audit()
+            .record(&actor, TOKEN_EXPIRING, &target, Some(&details))
+            .await
+        {
+            tracing::warn!(token_id = token.id, error = %e, "could not audit a token's coming expiry");
+        }
+        webhooks::token_event(
+            state,
+            &token,
+            TOKEN_EXPIRING,
+            json!({"expires_at": expires}),
+        )
+        .await;
+    }
+    Ok(())
 }
 
 /// Drops rollups past their keeping time.

@@ -778,3 +778,41 @@ async fn an_audio_budget_refuses_transcriptions_once_spent() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn a_token_about_to_expire_is_announced_once() {
+    let server = TestServer::start_with(&["--fetch-allow-private"]).await;
+    let admin = server.user_with_token("adm", "admin");
+    let owner = server.user_with_token("ana", "member");
+    let peer = Peer::start().await;
+    let res = server
+        .post_json(
+            "/api/webhooks",
+            &owner,
+            json!({"url": format!("{}/hooks/expiry", peer.base), "events": ["token.expiring"]}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    server.saw_secret(
+        res.json::<Value>().await.unwrap()["secret"]
+            .as_str()
+            .unwrap(),
+    );
+    let soon = (time::OffsetDateTime::now_utc() + time::Duration::days(3))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let expiring = server
+        .api_token(&owner, json!({"name": "short-lived", "expires": soon}))
+        .await;
+    assert_eq!(expiring["expires_soon"], true);
+    let delivered = peer.wait_for(1, Duration::from_secs(20)).await;
+    let event: Value = serde_json::from_slice(&delivered[0].body).unwrap();
+    assert_eq!(event["event"], "token.expiring");
+    assert_eq!(event["token"]["id"], expiring["id"]);
+    // Sweeps go on every flush; the token is announced once.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(peer.received().len(), 1);
+    let events = audit(&server, &admin, "action=token.expiring").await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["target"], format!("token:{}", expiring["id"]));
+}

@@ -17,7 +17,9 @@ use super::{query_pairs, query_value};
 use crate::auth::{ClientIp, Principal};
 use crate::error::{ApiError, ApiJson, ApiPath, ErrorBody};
 use crate::state::AppState;
-use crate::webhooks::EVENTS;
+use crate::webhooks::{COMPLETED, EVENTS, FAILED};
+
+const DEFAULT_EVENTS: [&str; 2] = [COMPLETED, FAILED];
 
 /// Most webhooks one user may register.
 const MAX_WEBHOOKS_PER_USER: usize = 10;
@@ -29,7 +31,8 @@ pub struct WebhookView {
     pub id: i64,
     pub url: String,
     pub description: String,
-    /// `transcription.completed`, `transcription.failed`.
+    /// `transcription.completed`, `transcription.failed`, `token.new_ip`,
+    /// `token.revoked_by_value`, `token.expiring`.
     pub events: Vec<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
@@ -63,7 +66,8 @@ pub struct CreateWebhook {
     pub url: String,
     #[serde(default)]
     pub description: Option<String>,
-    /// Default: every event.
+    /// Default: `transcription.completed` and `transcription.failed` (token events are
+    /// asked for by name).
     #[serde(default)]
     pub events: Option<Vec<String>>,
 }
@@ -176,7 +180,9 @@ pub async fn create_webhook(
         ));
     }
     let events = match body.events {
-        None => EVENTS.iter().map(|e| (*e).to_owned()).collect(),
+        // Token events are asked for by name: receivers made for transcriptions keep
+        // getting only those.
+        None => DEFAULT_EVENTS.iter().map(|e| (*e).to_owned()).collect(),
         Some(events) if events.is_empty() => {
             return Err(ApiError::bad_request("events: name at least one event"));
         }

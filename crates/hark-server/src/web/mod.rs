@@ -16,6 +16,7 @@ const SCRIPT: &str = include_str!("assets/app.js");
 const LIVE: &str = include_str!("assets/live.js");
 const LIVE_WORKLET: &str = include_str!("assets/live-worklet.js");
 const WEBHOOKS: &str = include_str!("assets/webhooks.js");
+const TOKEN_USAGE: &str = include_str!("assets/token-usage.js");
 const STYLE: &str = include_str!("assets/app.css");
 const ICON: &str = include_str!("assets/icon.svg");
 
@@ -40,6 +41,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/assets/webhooks.js",
             get(|| async { asset(WEBHOOKS, "text/javascript; charset=utf-8") }),
+        )
+        .route(
+            "/assets/token-usage.js",
+            get(|| async { asset(TOKEN_USAGE, "text/javascript; charset=utf-8") }),
         )
         .route(
             "/assets/live-worklet.js",

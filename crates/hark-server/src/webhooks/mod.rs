@@ -27,8 +27,16 @@ pub const FAILED: &str = "transcription.failed";
 pub const TOKEN_NEW_IP: &str = "token.new_ip";
 /// A token was reported found in public and revoked.
 pub const TOKEN_REVOKED_BY_VALUE: &str = "token.revoked_by_value";
+/// A token expires within 7 days (sent once per token).
+pub const TOKEN_EXPIRING: &str = "token.expiring";
 /// Every event a webhook can be sent.
-pub const EVENTS: [&str; 4] = [COMPLETED, FAILED, TOKEN_NEW_IP, TOKEN_REVOKED_BY_VALUE];
+pub const EVENTS: [&str; 5] = [
+    COMPLETED,
+    FAILED,
+    TOKEN_NEW_IP,
+    TOKEN_REVOKED_BY_VALUE,
+    TOKEN_EXPIRING,
+];
 /// How long finished deliveries stay listed (their bodies hold transcripts).
 pub const KEEP_DELIVERIES: time::Duration = time::Duration::days(30);
 

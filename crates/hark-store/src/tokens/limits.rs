@@ -5,7 +5,7 @@ use hark_core::networks::IpRules;
 use hark_core::quotas::AudioQuota;
 use time::OffsetDateTime;
 
-use super::{Tokens, record_change};
+use super::{TokenRecord, Tokens, record_change};
 use crate::{Result, StoreError, from_millis, now_millis, to_millis};
 
 /// A budgeted token's spending in its current period, as stored.
@@ -16,6 +16,37 @@ pub struct AudioUse {
 }
 
 impl Tokens<'_> {
+    /// Active, listed tokens expiring before `before` whose owners were not yet told, each
+    /// marked told in the same step: of nodes sweeping at once, one gets each token.
+    pub async fn claim_expiry_notices(&self, before: OffsetDateTime) -> Result<Vec<TokenRecord>> {
+        let now = now_millis();
+        let due: Vec<i64> = on!(self.db, c => sqlx::query_scalar(
+            "SELECT id FROM tokens
+             WHERE expiry_noticed_at IS NULL AND revoked_at IS NULL AND NOT temporary
+               AND expires_at > $1 AND expires_at <= $2
+             ORDER BY id LIMIT 500",
+        )
+        .bind(now)
+        .bind(to_millis(before))
+        .fetch_all(c)
+        .await)?;
+        let mut claimed = Vec::new();
+        for id in due {
+            let won = on!(self.db, c => sqlx::query(
+                "UPDATE tokens SET expiry_noticed_at = $1 WHERE id = $2 AND expiry_noticed_at IS NULL",
+            )
+            .bind(now)
+            .bind(id)
+            .execute(c)
+            .await
+            .map(|done| done.rows_affected()))?;
+            if won == 1 {
+                claimed.push(self.get(id).await?);
+            }
+        }
+        Ok(claimed)
+    }
+
     pub async fn set_ip_rules(&self, id: i64, rules: &IpRules) -> Result<()> {
         let mut tx = self.db.begin().await?;
         let updated = on!(tx, c => sqlx::query(

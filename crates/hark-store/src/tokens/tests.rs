@@ -341,3 +341,41 @@ async fn ip_rules_and_audio_budgets_are_kept_and_a_child_sees_its_parents_rules(
     })
     .await;
 }
+
+#[tokio::test]
+async fn tokens_about_to_expire_are_claimed_for_notice_once() {
+    on_each_backend(async |store| {
+        let user = store
+            .users()
+            .create("ada", "x", Role::Member)
+            .await
+            .unwrap();
+        let now = OffsetDateTime::now_utc();
+        let mut ids = Vec::new();
+        for expires in [Duration::days(3), Duration::days(30), Duration::seconds(-5)] {
+            let (_, request) = token_request(user.id, TokenKind::Personal);
+            let record = store
+                .tokens()
+                .create(&NewToken {
+                    expires_at: Some(now + expires),
+                    ..request
+                })
+                .await
+                .unwrap();
+            ids.push(record.id);
+        }
+        let week = now + Duration::days(7);
+        let first = store.tokens().claim_expiry_notices(week).await.unwrap();
+        assert_eq!(first.iter().map(|t| t.id).collect::<Vec<_>>(), vec![ids[0]]);
+        assert!(
+            store
+                .tokens()
+                .claim_expiry_notices(week)
+                .await
+                .unwrap()
+                .is_empty(),
+            "once"
+        );
+    })
+    .await;
+}

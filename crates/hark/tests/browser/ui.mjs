@@ -133,6 +133,27 @@ async function tokens() {
   check((await row.locator(".mark", { hasText: "unused" }).count()) === 0, "last use is shown");
   await shot("tokens");
 
+  // Its usage panel: the request drawn in the chart, and where it came from.
+  await row.getByRole("button", { name: "Usage" }).click();
+  const usage = page.getByRole("dialog");
+  await usage.locator("svg.usage-chart rect[data-outcome=ok]").first().waitFor();
+  await usage.getByRole("cell", { name: "127.0.0.1" }).waitFor();
+  check((await usage.locator(".totals").textContent()).includes("1 ok"), "the totals count the one use");
+  await usage.getByLabel("Period", { exact: true }).selectOption("minute");
+  await usage.locator("svg.usage-chart rect[data-outcome=ok]").first().waitFor();
+  await shot("token-usage");
+  await usage.getByRole("button", { name: "Close" }).click();
+  await page.locator("dialog").waitFor({ state: "detached" });
+
+  // A token that expires within the week puts a banner on the page.
+  const soon = new Date(Date.now() + 3 * 86_400_000).toISOString();
+  const made = await page.request.post(`${base}/api/tokens`, { data: { name: "short-lived", expires: soon }, headers: { origin } });
+  check(made.status() === 201, `a short-lived token is made: ${made.status()}`);
+  await page.reload();
+  await page.locator(".notice", { hasText: "“short-lived” expires within 7 days" }).waitFor();
+  await page.locator("tr", { hasText: "short-lived" }).locator(".mark", { hasText: "expires soon" }).waitFor();
+  await shot("tokens-expiring");
+
   // ...until it is revoked in the UI.
   await row.getByRole("button", { name: "Revoke" }).click();
   await page.getByRole("dialog").getByRole("button", { name: "Revoke" }).click();
@@ -175,6 +196,15 @@ async function tokens() {
   await page.locator("tbody tr", { hasText: "token.revoked" }).first().waitFor();
   check(!(await page.content()).includes(token), "the audit log never shows the token");
   await shot("audit-log");
+  // Tracing a leaked token: pasted, hashed in the page, its events alone listed.
+  await page.getByLabel("Token to trace").fill(token);
+  await page.getByLabel("Token to trace").press("Enter");
+  await page.getByText("Showing events of the token with SHA-256").waitFor();
+  await page.locator("tbody tr", { hasText: "token.created" }).first().waitFor();
+  const traced = await page.locator("tbody tr").allTextContents();
+  check(traced.length >= 2 && traced.every((r) => !r.includes("project.created")), `only that token's events: ${traced.length}`);
+  check(!(await page.content()).includes(token), "the traced token is not kept in the page");
+  await shot("audit-trace");
   await page.getByRole("link", { name: "API Tokens" }).click();
 
   // A webhook, added in Settings; its secret is shown once.

@@ -4,6 +4,7 @@
 
 import { liveView } from "./live.js";
 import { webhooksView } from "./webhooks.js";
+import { usagePanel, sha256Hex } from "./token-usage.js";
 
 export const main = document.getElementById("main");
 export let me = null;
@@ -438,9 +439,11 @@ async function tokensView() {
   const create = h("button", { type: "button", class: "primary", disabled: !canCreate }, "Create token");
   create.addEventListener("click", () => createTokenDialog(load));
   const list = h("div", { class: "list" }, h("p", { class: "muted" }, "Loading…"));
+  const banners = h("div", { class: "banners" });
   main.append(
     h("div", { class: "page-head" }, h("h1", {}, "Account settings")),
     settingsTabs("tokens"),
+    banners,
     h("div", { class: "section-head" },
       h("div", {}, h("h2", {}, "API Tokens"),
         h("p", { class: "muted" }, "Tokens let scripts and integrations use hark’s API as you. Treat them like passwords.")),
@@ -461,6 +464,13 @@ async function tokensView() {
         h("p", { class: "muted" }, "Create one to call the API from scripts, the OpenAI SDK or automation tools.")));
       return;
     }
+    const leaked = tokens.filter((t) => t.revoked_reason === "leaked");
+    const expiring = tokens.filter((t) => t.status === "active" && t.expires_soon);
+    banners.replaceChildren(
+      ...leaked.map((t) => h("p", { class: "notice", role: "alert" },
+        `“${t.name}” was reported found in public and revoked ${when(t.revoked_at)}. Create a new token and replace it wherever it was used.`)),
+      expiring.length ? h("p", { class: "notice" },
+        `${expiring.length === 1 ? `“${expiring[0].name}” expires` : `${expiring.length} tokens expire`} within 7 days: rotate or replace ${expiring.length === 1 ? "it" : "them"} in time.`) : "");
     list.replaceChildren(h("table", { class: "table tokens" },
       h("thead", {}, h("tr", {}, ["Name", "Type", "Status", "Created", "Last used", "Expires", "Token", ""].map((c) =>
         h("th", { scope: "col", class: ["Created", "Token"].includes(c) ? "hide-narrow" : null }, c)))),
@@ -571,13 +581,28 @@ async function workspaceView() {
 }
 
 const AUDIT_ACTIONS = ["token.created", "token.rotated", "token.revoked", "token.expired_use",
+  "token.changed", "token.new_ip", "token.revoked_by_value", "token.expiring",
   "key.created", "key.revoked",
   "recording.created", "recording.deleted", "member.added", "member.role_changed", "member.removed", "project.created", "project.deleted"];
 
 async function auditView(params) {
   shell("settings");
   const action = params.get("action") || "";
+  const tokenHash = params.get("token_hash") || "";
   const page = Number(params.get("page") || "1");
+  // A pasted token is hashed here; only its SHA-256 goes to the server.
+  const search = h("input", { name: "token", type: "search", autocomplete: "off", placeholder: "hark_pat_… or its SHA-256",
+    "aria-label": "Token to trace" });
+  const trace = h("form", { class: "trace" }, field("Find what a token did", search,
+    tokenHash ? `Showing events of the token with SHA-256 ${tokenHash.slice(0, 12)}…` : "Paste a leaked token: it is hashed in your browser, never sent."));
+  trace.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const text = search.value.trim();
+    search.value = "";
+    if (!text) return go("#/settings/audit");
+    const hash = /^[0-9a-fA-F]{64}$/.test(text) ? text.toLowerCase() : await sha256Hex(text);
+    go(`#/settings/audit?token_hash=${hash}`);
+  });
   const select = h("select", { name: "action" }, h("option", { value: "" }, "All actions"),
     AUDIT_ACTIONS.map((a) => h("option", { value: a, selected: a === action }, a)));
   select.addEventListener("change", () => go(select.value ? `#/settings/audit?action=${select.value}` : "#/settings/audit"));
@@ -590,9 +615,10 @@ async function auditView(params) {
       h("div", {}, h("h2", {}, "Audit log"),
         h("p", { class: "muted" }, "Tokens and keys created, rotated, revoked or used after expiry; members added, re-roled or removed; projects and recordings added or deleted. Append-only; never holds a token.")),
       h("div", { class: "filters" }, field("Action", select))),
-    list, pager);
+    trace, list, pager);
   const query = new URLSearchParams({ page: String(page), per_page: "25" });
   if (action) query.set("action", action);
+  if (tokenHash) query.set("token_hash", tokenHash);
   let data;
   try {
     data = await api("GET", `/api/audit?${query}`);
@@ -617,9 +643,12 @@ function tokenRow(t, reload) {
   const marks = [];
   if (t.status === "active" && !t.last_used_at) marks.push(h("span", { class: "mark" }, "unused"));
   if (t.status === "active" && t.expires_soon) marks.push(h("span", { class: "mark warn" }, "expires soon"));
+  if (t.revoked_reason === "leaked") marks.push(h("span", { class: "mark warn" }, "found in public"));
+  if (t.allowed_cidrs?.length || t.denied_cidrs?.length) marks.push(h("span", { class: "mark" }, "IP-restricted"));
   const actions = h("td", { class: "row-actions" });
   if (t.status !== "revoked") {
     actions.append(
+      h("button", { type: "button", class: "secondary small", onclick: () => usagePanel(t) }, "Usage"),
       h("button", { type: "button", class: "secondary small", onclick: async () => {
         if (!(await confirmDialog("Rotate token?", `A new secret replaces “${t.name}”. The old one stops working now; update every place that uses it.`, "Rotate", false))) return;
         try {
@@ -675,6 +704,7 @@ function createTokenDialog(reload) {
     }
   });
   const rate = h("input", { type: "number", name: "rate", min: "1", max: "1000000", inputmode: "numeric", placeholder: "default" });
+  const networks = h("input", { name: "allowed", autocomplete: "off", placeholder: "anywhere, or e.g. 203.0.113.0/24, 2001:db8::/32" });
   const error = errorLine();
   const form = h("form", {},
     field("Name", name, "What will use it? You’ll see this name in the list."),
@@ -683,6 +713,7 @@ function createTokenDialog(reload) {
     scopes,
     h("div", { class: "field" }, h("label", { for: "expires" }, "Expiration"), expiry, date),
     field("Requests a minute", rate, "Leave empty for the server’s default. Only admins can go above it."),
+    field("Allowed networks", networks, "Comma-separated addresses or CIDR networks it may be used from. Empty: anywhere."),
     error,
     h("div", { class: "actions" },
       h("button", { type: "button", class: "secondary", onclick: () => d.close() }, "Cancel"),
@@ -698,6 +729,8 @@ function createTokenDialog(reload) {
     const expires = expiry.value === "custom" ? date.value : expiry.value;
     const request = { name: name.value.trim(), expires, kind: kind.value };
     if (rate.value) request.requests_per_minute = Number(rate.value);
+    const allowed = networks.value.split(",").map((n) => n.trim()).filter(Boolean);
+    if (allowed.length) request.allowed_cidrs = allowed;
     if (personal) request.scopes = chosen;
     if (kind.value === "project") {
       request.project_id = Number(project.value);

@@ -5,7 +5,7 @@
 
 import { h, api, shell, main, me, field, errorLine, showError, toast, dialog, confirmDialog, settingsTabs, when } from "./app.js";
 
-const EVENTS = ["transcription.completed", "transcription.failed"];
+const EVENTS = ["transcription.completed", "transcription.failed", "token.new_ip", "token.revoked_by_value", "token.expiring"];
 
 export async function webhooksView() {
   shell("settings");
@@ -83,7 +83,7 @@ function createWebhookDialog(reload) {
   const url = h("input", { name: "url", type: "url", required: true, maxlength: "2048", placeholder: "https://example.com/hooks/hark" });
   const description = h("input", { name: "description", maxlength: "200", placeholder: "e.g. n8n workflow" });
   const events = h("fieldset", { class: "scopes" }, h("legend", {}, "Events"),
-    EVENTS.map((e) => h("label", { class: "check" }, h("input", { type: "checkbox", name: "event", value: e, checked: true }), ` ${e}`)));
+    EVENTS.map((e) => h("label", { class: "check" }, h("input", { type: "checkbox", name: "event", value: e, checked: e.startsWith("transcription.") }), ` ${e}`)));
   const error = errorLine();
   const form = h("form", {},
     field("URL", url, "http or https. Internal addresses are refused unless the server allows them."),
