@@ -46,6 +46,16 @@ impl IpRules {
         self.allowed.is_empty() || self.allowed.iter().any(|net| net.contains(&ip))
     }
 
+    /// Whether these rules permit nothing that `outer` refuses: every allowed network lies
+    /// inside one of `outer`'s (when `outer` has an allow list), and every network `outer`
+    /// denies is denied here too. A restricted token may only hand out rules like these.
+    pub fn within(&self, outer: &IpRules) -> bool {
+        let inside = |net: &IpNet, list: &[IpNet]| list.iter().any(|o| o.contains(net));
+        let allowed_inside = outer.allowed.is_empty()
+            || (!self.allowed.is_empty() && self.allowed.iter().all(|n| inside(n, &outer.allowed)));
+        allowed_inside && outer.denied.iter().all(|d| inside(d, &self.denied))
+    }
+
     pub fn allowed(&self) -> Vec<String> {
         self.allowed.iter().map(IpNet::to_string).collect()
     }
@@ -63,6 +73,20 @@ pub fn canonical_address(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// `::ffff:a.b.c.d/n` (n ≥ 96) is the IPv4 network `a.b.c.d/(n − 96)`: client addresses
+/// are compared as IPv4, so a mapped network must be too, or it would never match.
+fn canonical_network(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+            Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+                .map(IpNet::V4)
+                .unwrap_or(net),
+            None => net,
+        },
+        _ => net,
+    }
+}
+
 fn parse_list(field: &'static str, items: &[String]) -> Result<Vec<IpNet>, DomainError> {
     if items.len() > MAX_NETWORKS {
         return Err(DomainError::invalid(
@@ -74,7 +98,7 @@ fn parse_list(field: &'static str, items: &[String]) -> Result<Vec<IpNet>, Domai
     for item in items {
         let text = item.trim();
         let net = match text.parse::<IpNet>() {
-            Ok(net) => net.trunc(),
+            Ok(net) => canonical_network(net).trunc(),
             Err(_) => match text.parse::<IpAddr>() {
                 Ok(ip) => IpNet::from(canonical_address(ip)),
                 Err(_) => {
@@ -139,6 +163,24 @@ mod tests {
             rules(&["::ffff:10.0.0.1"], &[]).allowed(),
             vec!["10.0.0.1/32"]
         );
+        let mapped = rules(&[], &["::ffff:10.0.0.0/104"]);
+        assert_eq!(mapped.denied(), vec!["10.0.0.0/8"]);
+        assert!(!mapped.permits(ip("10.1.2.3")));
+    }
+
+    #[test]
+    fn narrower_rules_are_within_wider_ones() {
+        let outer = rules(&["10.0.0.0/8"], &["10.9.0.0/16"]);
+        assert!(rules(&["10.1.0.0/16"], &["10.9.0.0/16"]).within(&outer));
+        assert!(rules(&["10.1.0.0/16"], &["10.9.0.0/16", "10.1.1.0/24"]).within(&outer));
+        assert!(!rules(&["10.1.0.0/16"], &[]).within(&outer), "drops a deny");
+        assert!(
+            !rules(&[], &["10.9.0.0/16"]).within(&outer),
+            "allows everywhere"
+        );
+        assert!(!rules(&["192.0.2.0/24"], &["10.9.0.0/16"]).within(&outer));
+        assert!(rules(&["192.0.2.0/24"], &[]).within(&IpRules::default()));
+        assert!(IpRules::default().within(&IpRules::default()));
     }
 
     #[test]

@@ -62,7 +62,12 @@ pub async fn charge(
     let mut left = spent.into_iter();
     while let Some((token_id, seconds)) = left.next() {
         let result = async {
-            let token = state.store.tokens().get(token_id).await?;
+            let token = match state.store.tokens().get(token_id).await {
+                Ok(token) => token,
+                // Gone (a data dir moved): nothing left to charge.
+                Err(hark_store::StoreError::NotFound) => return Ok(()),
+                Err(e) => return Err(e),
+            };
             if let Some(quota) = token.audio_quota {
                 let start = quota.refill.period_start(now);
                 state

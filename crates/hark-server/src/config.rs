@@ -47,6 +47,8 @@ pub struct ServerConfig {
     /// Proxies whose `Forwarded`/`X-Forwarded-For` name the real client (none: the peer
     /// is the client, whatever headers say).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The header those proxies write the client into (the other is never read).
+    pub forwarded_header: crate::auth::ForwardedHeader,
     /// How long per-minute usage rows are kept (hourly views are built from them).
     pub usage_minutes_kept: time::Duration,
     /// How long per-day usage rows are kept.
@@ -80,6 +82,7 @@ impl Default for ServerConfig {
             redis_url: None,
             redis_prefix: "hark:".into(),
             trusted_proxies: Vec::new(),
+            forwarded_header: Default::default(),
             usage_minutes_kept: time::Duration::days(7),
             usage_days_kept: time::Duration::days(400),
             gitlab_revocation_secret: None,

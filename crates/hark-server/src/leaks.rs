@@ -40,17 +40,30 @@ pub enum Finding {
     Known { hash: TokenHash, revoked: bool },
 }
 
-/// Handles one report; the findings are in the order of `texts`.
+/// Handles one report; the findings are in the order of `texts`. Each text is handled on
+/// its own: one that cannot be handled now (storage unavailable) is logged and does not
+/// stop the rest, and the first error is returned once all were tried.
 pub async fn revoke_reported(
     state: &AppState,
     texts: &[String],
     report: &Report,
 ) -> Result<Vec<Finding>, ApiError> {
     let mut findings = Vec::with_capacity(texts.len());
+    let mut first_error = None;
     for text in texts {
-        findings.push(revoke_one(state, text.trim(), report).await?);
+        match revoke_one(state, text.trim(), report).await {
+            Ok(finding) => findings.push(finding),
+            Err(e) => {
+                tracing::error!(error = %e, source = %report.source, "a reported token could not be handled");
+                findings.push(Finding::Unknown);
+                first_error.get_or_insert(e);
+            }
+        }
     }
-    Ok(findings)
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(findings),
+    }
 }
 
 async fn revoke_one(state: &AppState, text: &str, report: &Report) -> Result<Finding, ApiError> {
@@ -60,6 +73,12 @@ async fn revoke_one(state: &AppState, text: &str, report: &Report) -> Result<Fin
     let Some(found) = state.store.tokens().find_secret(&parsed.hash).await? else {
         return Ok(Finding::Unknown);
     };
+    // A secret rotated away (its grace over) no longer speaks for the token: old secrets
+    // live on in git history, and reporting one must not kill its successor.
+    let now = time::OffsetDateTime::now_utc();
+    if found.secret_retires_at.is_some_and(|t| t <= now) {
+        return Ok(Finding::Unknown);
+    }
     let token = found.record;
     let revoked = state.store.tokens().revoke_as_leaked(token.id).await?;
     state.auth.evict(token.id);

@@ -11,7 +11,11 @@ use crate::webhooks::{self, TOKEN_EXPIRING, TOKEN_NEW_IP};
 
 /// Flushes buffered use and announces new addresses; how many uses were written.
 pub async fn flush(state: &AppState) -> Result<usize, hark_store::StoreError> {
-    crate::budgets::charge(state, state.usage.take_spent()).await?;
+    // Budgets apart: a charge that cannot be written now is kept for the next flush and
+    // must not hold back last uses and counts.
+    if let Err(e) = crate::budgets::charge(state, state.usage.take_spent()).await {
+        tracing::warn!(error = %e, "audio budget charges not written; will retry");
+    }
     let flushed = state.usage.flush(&state.store).await?;
     for seen in &flushed.new_addresses {
         announce_new_address(state, seen).await;

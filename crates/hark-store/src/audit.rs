@@ -31,6 +31,7 @@ pub struct AuditEvent {
     pub user_agent: Option<String>,
     pub details: Option<String>,
     pub token_hash: Option<String>,
+    pub subject_hash: Option<String>,
 }
 
 /// A stored millisecond timestamp, readable as a time.
@@ -58,11 +59,7 @@ pub struct AuditFilter {
 }
 
 const COLUMNS: &str = "id, at, workspace_id, actor_user_id, actor_token_id, action, target, ip, \
-                       user_agent, details, token_hash";
-
-/// Events that carry the hash of the secret they are about, naming its token as target.
-const NAMING_ACTIONS: &str = "'token.created', 'token.rotated', 'key.created', \
-                              'key.temporary_created'";
+                       user_agent, details, token_hash, subject_hash";
 
 pub struct Audit<'a> {
     pub(crate) db: &'a Db,
@@ -80,19 +77,19 @@ impl Audit<'_> {
             .await
     }
 
-    /// [`record`](Self::record) for an event about a token secret other than the actor's
-    /// (its creation, rotation or leak): `token_hash` names that secret instead.
+    /// [`record`](Self::record) for an event about a token secret (its creation, rotation
+    /// or leak): `subject_hash` names that secret, beside the actor's own.
     pub async fn record_about(
         &self,
         actor: &Actor,
         action: &str,
         target: &str,
         details: Option<&str>,
-        token_hash: Option<&str>,
+        subject_hash: Option<&str>,
     ) -> Result<()> {
         on!(self.db, c => sqlx::query(
-            "INSERT INTO audit_events (at, workspace_id, actor_user_id, actor_token_id, action, target, ip, user_agent, details, token_hash)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "INSERT INTO audit_events (at, workspace_id, actor_user_id, actor_token_id, action, target, ip, user_agent, details, token_hash, subject_hash)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(now_millis())
         .bind(actor.workspace_id)
@@ -103,7 +100,8 @@ impl Audit<'_> {
         .bind(actor.ip.as_deref())
         .bind(actor.user_agent.as_deref())
         .bind(details)
-        .bind(token_hash.or(actor.token_hash.as_deref()))
+        .bind(actor.token_hash.as_deref())
+        .bind(subject_hash)
         .execute(c)
         .await
         .map(|done| done.rows_affected()))?;
@@ -141,12 +139,12 @@ impl Audit<'_> {
             clauses.push_str(&next("at", "<"));
         }
         if filter.token_hash.is_some() {
-            // What the secret did, and what was done to its token (found through the
-            // events that carry the hash and name the token).
+            // What the secret did (it is the actor's), what was said of it (its creation,
+            // rotation, leak), and everything about the token those events name.
             n += 1;
             clauses.push_str(&format!(
-                " AND (token_hash = ${n} OR target IN (SELECT target FROM audit_events
-                     WHERE token_hash = ${n} AND action IN ({NAMING_ACTIONS})))"
+                " AND (token_hash = ${n} OR subject_hash = ${n} OR target IN (
+                     SELECT target FROM audit_events WHERE subject_hash = ${n}))"
             ));
         }
         let (limit, offset) = (n + 1, n + 2);
@@ -193,7 +191,7 @@ impl Audit<'_> {
     /// Newest first.
     pub async fn recent(&self, workspace_id: i64, limit: i64) -> Result<Vec<AuditEvent>> {
         Ok(on!(self.db, c => sqlx::query_as(
-            "SELECT id, at, workspace_id, actor_user_id, actor_token_id, action, target, ip, user_agent, details, token_hash
+            "SELECT id, at, workspace_id, actor_user_id, actor_token_id, action, target, ip, user_agent, details, token_hash, subject_hash
              FROM audit_events WHERE workspace_id = $1 ORDER BY at DESC, id DESC LIMIT $2",
         )
         .bind(workspace_id)

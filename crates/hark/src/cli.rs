@@ -123,6 +123,10 @@ pub struct ServeArgs {
     /// whatever headers say: IP allow-lists, lock-outs and audit addresses use it.
     #[arg(long, env = "HARK_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<String>,
+    /// The header the trusted proxies write the client into: `x-forwarded-for` (nginx,
+    /// HAProxy, cloud load balancers) or `forwarded` (RFC 7239). The other is never read.
+    #[arg(long, env = "HARK_FORWARDED_HEADER", value_enum, default_value_t = ForwardedHeaderArg::XForwardedFor)]
+    pub forwarded_header: ForwardedHeaderArg,
     /// Days per-minute token usage is kept (hourly views come from it).
     #[arg(long, env = "HARK_USAGE_MINUTES_DAYS", default_value_t = 7)]
     pub usage_minutes_days: u32,
@@ -389,4 +393,10 @@ impl EngineArgs {
             .clone()
             .unwrap_or_else(|| data_dir.join("models").join("whisper-tiny.en"))
     }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ForwardedHeaderArg {
+    XForwardedFor,
+    Forwarded,
 }

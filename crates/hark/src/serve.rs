@@ -9,7 +9,7 @@ use hark_server::{AppState, ServerConfig};
 use hark_speech::remote::RemoteEngine;
 use hark_speech::summary::ChatSummarizer;
 
-use crate::cli::{ServeArgs, StorageArgs, StreamArgs};
+use crate::cli::{ForwardedHeaderArg, ServeArgs, StorageArgs, StreamArgs};
 use crate::logging;
 
 /// What a process runs.
@@ -53,6 +53,10 @@ pub async fn run(
         },
         streams: stream_limits(&args.streams, &args.engine.model_dir(&data_dir))?,
         trusted_proxies: trusted_proxies(&args.trusted_proxies)?,
+        forwarded_header: match args.forwarded_header {
+            ForwardedHeaderArg::XForwardedFor => hark_server::auth::ForwardedHeader::XForwardedFor,
+            ForwardedHeaderArg::Forwarded => hark_server::auth::ForwardedHeader::Forwarded,
+        },
         usage_minutes_kept: time::Duration::days(i64::from(args.usage_minutes_days.clamp(1, 90))),
         usage_days_kept: time::Duration::days(i64::from(args.usage_days_kept.clamp(1, 3660))),
         gitlab_revocation_secret: match args.gitlab_revocation_secret.as_deref().map(str::trim) {

@@ -387,6 +387,10 @@ async fn a_token_reported_by_value_is_revoked_and_its_owner_told() {
     assert!(rotated.status().is_success());
     let rotated: Value = rotated.json().await.unwrap();
     server.saw_secret(rotated["secret"].as_str().unwrap());
+    // ...and mints itself a successor, the first thing to look for after a leak.
+    let successor = server
+        .api_token(&leaked_token, json!({"name": "persistence"}))
+        .await;
 
     let report = |tokens: Value| {
         server
@@ -458,10 +462,17 @@ async fn a_token_reported_by_value_is_revoked_and_its_owner_told() {
             .iter()
             .all(|e| e["hashed_token"] == hash || e["target"] == format!("token:{}", leaked["id"]))
     );
+    let minted = found
+        .iter()
+        .find(|e| e["target"] == format!("token:{}", successor["id"]))
+        .expect("the token it created is found");
+    assert_eq!(minted["action"], "token.created");
+    assert_eq!(minted["hashed_token"], hash);
     let revocation = found
         .iter()
         .find(|e| e["action"] == "token.revoked_by_value")
         .unwrap();
+    assert_eq!(revocation["subject_hashed_token"], hash);
     assert_eq!(revocation["ip"], "127.0.0.1");
     assert!(
         revocation["details"]
@@ -743,7 +754,7 @@ async fn an_audio_budget_refuses_transcriptions_once_spent() {
     server
         .eventually(Duration::from_secs(10), || async {
             let u = usage(&server, &admin, &budgeted["id"], "minute").await;
-            u["totals"]["quota_exceeded"] == 3
+            u["totals"]["quota_exceeded"] == 2
         })
         .await;
 
@@ -815,4 +826,145 @@ async fn a_token_about_to_expire_is_announced_once() {
     let events = audit(&server, &admin, "action=token.expiring").await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0]["target"], format!("token:{}", expiring["id"]));
+}
+
+#[tokio::test]
+async fn a_restricted_token_cannot_step_outside_its_rules_or_budget() {
+    let server = TestServer::start().await;
+    let admin = server.user_with_token("adm", "admin");
+    let fenced = server
+        .api_token(
+            &admin,
+            json!({"name": "office", "allowed_cidrs": ["127.0.0.0/24"]}),
+        )
+        .await;
+    let fenced_token = fenced["token"].as_str().unwrap().to_owned();
+    // What it mints is held to its rules: inherited when none are asked for...
+    let child = server
+        .api_token(&fenced_token, json!({"name": "child"}))
+        .await;
+    assert_eq!(child["allowed_cidrs"], json!(["127.0.0.0/24"]));
+    let narrower = server
+        .api_token(
+            &fenced_token,
+            json!({"name": "narrower", "allowed_cidrs": ["127.0.0.1"]}),
+        )
+        .await;
+    assert_eq!(narrower["allowed_cidrs"], json!(["127.0.0.1/32"]));
+    // ...and refused when wider.
+    let wider = server
+        .post_json(
+            "/api/tokens",
+            &fenced_token,
+            json!({"name": "wider", "allowed_cidrs": ["10.0.0.0/8"]}),
+        )
+        .await;
+    assert_eq!(wider.status(), StatusCode::FORBIDDEN);
+    let patch = |who: &str, id: &Value, body: Value| {
+        server
+            .client
+            .patch(server.url(&format!("/api/tokens/{id}")))
+            .bearer_auth(who)
+            .json(&body)
+            .send()
+    };
+    let cleared = patch(&fenced_token, &fenced["id"], json!({"allowed_cidrs": []}))
+        .await
+        .unwrap();
+    assert_eq!(
+        cleared.status(),
+        StatusCode::FORBIDDEN,
+        "it cannot free itself"
+    );
+    let narrowed = patch(
+        &fenced_token,
+        &fenced["id"],
+        json!({"denied_cidrs": ["127.0.0.9"]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(narrowed.status(), StatusCode::OK, "narrowing is fine");
+    let freed = patch(
+        &admin,
+        &fenced["id"],
+        json!({"allowed_cidrs": [], "denied_cidrs": []}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        freed.status(),
+        StatusCode::OK,
+        "an unrestricted admin token may"
+    );
+
+    let budgeted = server
+        .api_token(
+            &admin,
+            json!({"name": "metered", "audio_quota_minutes": 10}),
+        )
+        .await;
+    let res = server
+        .post_json(
+            "/api/tokens",
+            budgeted["token"].as_str().unwrap(),
+            json!({"name": "free"}),
+        )
+        .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::FORBIDDEN,
+        "a budget cannot be escaped by minting"
+    );
+}
+
+#[tokio::test]
+async fn a_rotated_away_secret_reported_leaked_does_not_revoke_its_successor() {
+    let server = TestServer::start().await;
+    let owner = server.user_with_token("ana", "member");
+    let token = server.api_token(&owner, json!({"name": "rotated"})).await;
+    let old = token["token"].as_str().unwrap().to_owned();
+    let res = server
+        .post_json(
+            &format!("/api/tokens/{}/rotate", token["id"]),
+            &owner,
+            json!({"grace": "1s"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let rotated: Value = res.json().await.unwrap();
+    let new = rotated["token"].as_str().unwrap().to_owned();
+    server.saw_secret(&new);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        server.get("/api/tags", &old).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let res = server
+        .client
+        .post(server.url("/api/tokens/revoke-by-value"))
+        .json(&json!({"tokens": [old], "source": "git history"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        server.get("/api/tags", &new).await.status(),
+        StatusCode::OK,
+        "the successor lives"
+    );
+    // The same report of the live secret does revoke it.
+    let res = server
+        .client
+        .post(server.url("/api/tokens/revoke-by-value"))
+        .json(&json!({"tokens": [new.clone()]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    server
+        .eventually(Duration::from_secs(10), || async {
+            server.get("/api/tags", &new).await.status() == StatusCode::UNAUTHORIZED
+        })
+        .await;
 }

@@ -132,9 +132,12 @@ impl TokenAuthenticator {
         };
         let now = OffsetDateTime::now_utc();
         let record = &secret.record;
+        // A temporary key's use is its parent's: it is not listed, and one is minted per
+        // stream, so each would otherwise look like a new token from a new address.
+        let usage_id = record.parent_id.unwrap_or(record.id);
         let refuse = |outcome: Outcome, err: ApiError| {
             if counted {
-                self.recorder.count(record.id, outcome);
+                self.recorder.count(usage_id, outcome);
             }
             Err(err)
         };
@@ -167,7 +170,7 @@ impl TokenAuthenticator {
             return refuse(Outcome::IpDenied, ApiError::IpNotAllowed);
         }
         if counted {
-            self.recorder.touch(record.id, now, seen);
+            self.recorder.touch(usage_id, now, seen);
         }
         let parent_quota = secret.parent.as_ref().and_then(|p| p.audio_quota);
         let budget = match (record.audio_quota, record.parent_id, parent_quota) {

@@ -1,7 +1,9 @@
 //! Who a request came from. The peer's address, unless the peer is one of the configured
-//! trusted proxies: then the client it forwarded for (`Forwarded: for=`, else
-//! `X-Forwarded-For`), read from the right past every trusted hop. A header from anyone
-//! else is ignored, so a client cannot pick its own address.
+//! trusted proxies: then the client it forwarded for, read from the right past every
+//! trusted hop of the one header the proxies write (`X-Forwarded-For` by default, or
+//! `Forwarded`). The other header is never read — most proxies pass a client's copy of the
+//! header they do not write straight through — and a header from anyone else is ignored,
+//! so a client cannot pick its own address.
 //!
 //! Also the key per-client limits are kept under. An IPv4 address is one client; an IPv6
 //! client is routinely given a whole /64 and can pick any address in it, so IPv6 addresses
@@ -34,38 +36,55 @@ impl FromRequestParts<AppState> for ClientIp {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip());
-        Ok(ClientIp(peer.map(|peer| {
-            client_ip(peer, &parts.headers, &state.config.trusted_proxies)
+        let config = &state.config;
+        Ok(ClientIp(peer.and_then(|peer| {
+            client_ip(
+                peer,
+                &parts.headers,
+                &config.trusted_proxies,
+                config.forwarded_header,
+            )
         })))
     }
 }
 
-/// The client behind `peer`, trusting forwarding headers only from `trusted` proxies.
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+/// The header trusted proxies name the client in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ForwardedHeader {
+    #[default]
+    XForwardedFor,
+    /// RFC 7239's `Forwarded: for=…`.
+    Forwarded,
+}
+
+/// The client behind `peer`, trusting forwarding headers only from `trusted` proxies;
+/// `None` when a trusted proxy says it does not know (`unknown`, an obfuscated node): such
+/// a request matches no IP allow-list rather than passing as the proxy.
+pub fn client_ip(
+    peer: IpAddr,
+    headers: &HeaderMap,
+    trusted: &[IpNet],
+    header: ForwardedHeader,
+) -> Option<IpAddr> {
     let peer = canonical_address(peer);
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(&peer) {
-        return peer;
+        return Some(peer);
     }
-    let hops = forwarded_for(headers);
     // Rightmost first: each trusted proxy appended the address it saw.
     let mut client = peer;
-    for hop in hops.iter().rev() {
-        let Some(ip) = hop.map(canonical_address) else {
-            // An obfuscated or unknown hop: the last address known is the best there is.
-            break;
-        };
-        client = ip;
-        if !is_trusted(&ip) {
+    for hop in forwarded_for(headers, header).iter().rev() {
+        client = canonical_address((*hop)?);
+        if !is_trusted(&client) {
             break;
         }
     }
-    client
+    Some(client)
 }
 
-/// The `for=` addresses of `Forwarded` (RFC 7239), else of `X-Forwarded-For`, in order;
-/// `None` for a hop that names no address (`unknown`, `_hidden`, garbage).
-fn forwarded_for(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
+/// The addresses in `header` (`Forwarded`'s `for=` values, or `X-Forwarded-For`'s list), in
+/// order; `None` for a hop that names no address (`unknown`, `_hidden`, garbage).
+fn forwarded_for(headers: &HeaderMap, header: ForwardedHeader) -> Vec<Option<IpAddr>> {
     let joined = |name: &str| -> Option<String> {
         let values: Vec<&str> = headers
             .get_all(name)
@@ -74,8 +93,9 @@ fn forwarded_for(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
             .collect();
         (!values.is_empty()).then(|| values.join(","))
     };
-    if let Some(forwarded) = joined("forwarded") {
-        return forwarded
+    if header == ForwardedHeader::Forwarded {
+        return joined("forwarded")
+            .unwrap_or_default()
             .split(',')
             .filter_map(|element| {
                 element.split(';').find_map(|pair| {
@@ -122,12 +142,22 @@ mod tests {
     use axum::http::HeaderValue;
 
     fn behind(peer: &str, pairs: &[(&'static str, &str)], trusted: &[&str]) -> String {
+        behind_with(peer, pairs, trusted, ForwardedHeader::XForwardedFor)
+    }
+
+    fn behind_with(
+        peer: &str,
+        pairs: &[(&'static str, &str)],
+        trusted: &[&str],
+        header: ForwardedHeader,
+    ) -> String {
         let mut headers = HeaderMap::new();
         for (k, v) in pairs {
             headers.append(*k, HeaderValue::from_str(v).unwrap());
         }
         let trusted: Vec<IpNet> = trusted.iter().map(|t| t.parse().unwrap()).collect();
-        client_ip(peer.parse().unwrap(), &headers, &trusted).to_string()
+        client_ip(peer.parse().unwrap(), &headers, &trusted, header)
+            .map_or_else(|| "unknown".into(), |ip| ip.to_string())
     }
 
     #[test]
@@ -155,7 +185,8 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_wins_and_its_node_forms_parse() {
+    fn only_the_configured_header_is_read_and_its_node_forms_parse() {
+        let forwarded = ForwardedHeader::Forwarded;
         let both = [
             (
                 "forwarded",
@@ -163,14 +194,25 @@ mod tests {
             ),
             ("x-forwarded-for", "198.51.100.77"),
         ];
-        assert_eq!(behind("10.0.0.5", &both, &["10.0.0.0/8"]), "2001:db8::7");
+        let trusted = ["10.0.0.0/8"];
+        assert_eq!(
+            behind_with("10.0.0.5", &both, &trusted, forwarded),
+            "2001:db8::7"
+        );
+        // A client's own `Forwarded`, passed through by a proxy that writes X-Forwarded-For.
+        assert_eq!(behind("10.0.0.5", &both, &trusted), "198.51.100.77");
         let port = [("forwarded", "For=192.0.2.60:8080")];
         assert_eq!(
-            behind("::ffff:10.0.0.5", &port, &["10.0.0.0/8"]),
+            behind_with("::ffff:10.0.0.5", &port, &trusted, forwarded),
             "192.0.2.60"
         );
         let hidden = [("forwarded", "for=_hidden, for=10.0.0.8")];
-        assert_eq!(behind("10.0.0.5", &hidden, &["10.0.0.0/8"]), "10.0.0.8");
+        assert_eq!(
+            behind_with("10.0.0.5", &hidden, &trusted, forwarded),
+            "unknown"
+        );
+        let unknown = [("x-forwarded-for", "unknown")];
+        assert_eq!(behind("10.0.0.5", &unknown, &trusted), "unknown");
     }
 
     fn key(text: &str) -> IpAddr {

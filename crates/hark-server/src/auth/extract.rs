@@ -145,8 +145,10 @@ impl FromRequestParts<AppState> for Principal {
                     return Err(err);
                 }
             };
-            if let Credential::Token { record, .. } = &principal.credential {
-                caller.verified(record.id);
+            if let (Credential::Token { record, .. }, Some(usage_id)) =
+                (&principal.credential, principal.usage_token_id())
+            {
+                caller.verified(usage_id);
                 let allowance = state
                     .limits
                     .check_token(record.id, record.requests_per_minute)

@@ -13,7 +13,7 @@ mod throttle;
 mod usage;
 
 pub use cache::TokenAuthenticator;
-pub use client_address::{ClientIp, limiter_key};
+pub use client_address::{ClientIp, ForwardedHeader, limiter_key};
 pub use extract::{AccessLogSlot, Caller, presented_token};
 pub use principal::{BudgetHolder, Credential, Principal};
 pub use throttle::AddressThrottle;

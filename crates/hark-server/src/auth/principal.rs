@@ -1,5 +1,6 @@
 use std::sync::Arc;
 
+use hark_core::networks::IpRules;
 use hark_core::quotas::AudioQuota;
 use hark_core::roles::Role;
 use hark_core::scopes::{Scope, Scopes};
@@ -47,6 +48,53 @@ impl Principal {
     pub fn budget(&self) -> Option<BudgetHolder> {
         match &self.credential {
             Credential::Token { budget, .. } => *budget,
+            Credential::Session => None,
+        }
+    }
+
+    /// The IP rules a token this caller makes or changes may get: a token credential that
+    /// is itself restricted hands out only rules within its own (none asked: its own), so
+    /// minting a token or editing its own rules cannot step outside them.
+    pub fn grantable_rules(&self, asked: IpRules) -> Result<IpRules, ApiError> {
+        let Credential::Token { record, .. } = &self.credential else {
+            return Ok(asked);
+        };
+        let own = &record.ip_rules;
+        if own.is_empty() {
+            Ok(asked)
+        } else if asked.is_empty() {
+            Ok(own.clone())
+        } else if asked.within(own) {
+            Ok(asked)
+        } else {
+            Err(ApiError::forbidden(
+                "this token is restricted to some networks: the rules it gives must be at least \
+                 as narrow as its own",
+            ))
+        }
+    }
+
+    /// Refuses rules a restricted token credential would widen itself (or another token)
+    /// to: a token may narrow rules, never step outside its own.
+    pub fn require_within_own_rules(&self, rules: &IpRules) -> Result<(), ApiError> {
+        match &self.credential {
+            Credential::Token { record, .. }
+                if !record.ip_rules.is_empty() && !rules.within(&record.ip_rules) =>
+            {
+                Err(ApiError::forbidden(
+                    "this token is restricted to some networks: it can only narrow rules, \
+                     never widen or clear them (an admin or a web session can)",
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The token whose usage this caller's requests count in: the token, or a temporary
+    /// key's parent.
+    pub fn usage_token_id(&self) -> Option<i64> {
+        match &self.credential {
+            Credential::Token { record, .. } => Some(record.parent_id.unwrap_or(record.id)),
             Credential::Session => None,
         }
     }

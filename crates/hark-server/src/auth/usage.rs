@@ -137,17 +137,23 @@ impl UsageRecorder {
         }
     }
 
+    /// Puts back what a failed flush took, within the same caps as new entries (a long
+    /// outage drops the newest rollups and addresses rather than growing without bound).
     fn restore(&self, taken: Pending, with_rollups: bool) {
         self.with(|p| {
             for (id, used) in taken.last_used {
                 p.last_used.entry(id).or_insert(used);
             }
             for (key, seen) in taken.addresses {
-                p.addresses.entry(key).or_insert(seen);
+                if p.addresses.len() < MAX_PENDING_ADDRESSES || p.addresses.contains_key(&key) {
+                    p.addresses.entry(key).or_insert(seen);
+                }
             }
             if with_rollups {
                 for (key, counts) in taken.rollups {
-                    p.rollups.entry(key).or_default().add(&counts);
+                    if p.rollups.len() < MAX_PENDING_ROLLUPS || p.rollups.contains_key(&key) {
+                        p.rollups.entry(key).or_default().add(&counts);
+                    }
                 }
             }
         });

@@ -36,9 +36,11 @@ pub struct AuditEventView {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub details: Option<String>,
-    /// SHA-256 (hex) of the token secret the event was done with, or is about (GitHub's
+    /// SHA-256 (hex) of the token secret the event was done with (GitHub's
     /// `hashed_token`): `sha256sum` of a leaked token finds its events.
     pub hashed_token: Option<String>,
+    /// SHA-256 (hex) of the token secret the event is about (created, rotated, leaked).
+    pub subject_hashed_token: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -129,6 +131,7 @@ pub async fn list_events(
                 user_agent: e.user_agent,
                 details: e.details,
                 hashed_token: e.token_hash,
+                subject_hashed_token: e.subject_hash,
             })
             .collect(),
     }))

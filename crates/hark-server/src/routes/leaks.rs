@@ -93,13 +93,19 @@ pub async fn revoke_by_value(
 }
 
 /// GitLab's secret detection sends its pre-shared secret as the whole `Authorization`
-/// header; compared in constant time.
-fn gitlab_authorised(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+/// header; compared in constant time, after the caller's address passed the throttle (so
+/// the secret cannot be guessed at speed). Absent (404) until configured.
+fn gitlab_authorised(
+    state: &AppState,
+    headers: &HeaderMap,
+    client_ip: Option<std::net::IpAddr>,
+) -> Result<(), ApiError> {
     let Some(secret) = &state.config.gitlab_revocation_secret else {
         return Err(ApiError::NotFound(
             "GitLab token revocation (not configured)",
         ));
     };
+    state.revocation_throttle.attempt(client_ip)?;
     let sent = headers
         .get(header::AUTHORIZATION)
         .map(|v| v.as_bytes())
@@ -126,9 +132,10 @@ pub struct RevocableTokenTypes {
         (status = 401, body = ErrorBody), (status = 404, description = "Not configured (--gitlab-revocation-secret)", body = ErrorBody)))]
 pub async fn revocable_token_types(
     State(state): State<AppState>,
+    ClientIp(client_ip): ClientIp,
     headers: HeaderMap,
 ) -> Result<Json<RevocableTokenTypes>, ApiError> {
-    gitlab_authorised(&state, &headers)?;
+    gitlab_authorised(&state, &headers, client_ip)?;
     Ok(Json(RevocableTokenTypes {
         types: vec![GITLAB_TOKEN_TYPE],
     }))
@@ -155,8 +162,7 @@ pub async fn revoke_tokens(
     headers: HeaderMap,
     ApiJson(leaked): ApiJson<Vec<GitlabLeak>>,
 ) -> Result<StatusCode, ApiError> {
-    gitlab_authorised(&state, &headers)?;
-    state.revocation_throttle.attempt(client_ip)?;
+    gitlab_authorised(&state, &headers, client_ip)?;
     if leaked.len() > MAX_PER_REPORT {
         return Err(ApiError::bad_request(format!(
             "at most {MAX_PER_REPORT} tokens a request"

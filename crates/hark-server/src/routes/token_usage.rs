@@ -209,6 +209,7 @@ pub async fn change_token(
                 .unwrap_or_else(|| token.ip_rules.allowed()),
             &body.denied_cidrs.unwrap_or_else(|| token.ip_rules.denied()),
         )?;
+        principal.require_within_own_rules(&rules)?;
         state.store.tokens().set_ip_rules(id, &rules).await?;
         changed.push(format!(
             "ip rules: allowed [{}], denied [{}]",

@@ -233,6 +233,12 @@ pub async fn create_token(
             "project keys take a type, not scopes",
         ));
     }
+    // A budget is the admins' to give: a budgeted token cannot mint an unbudgeted one.
+    if matches!(principal.credential, Credential::Token { .. }) && principal.budget().is_some() {
+        return Err(ApiError::forbidden(
+            "a token with an audio budget cannot create tokens: sign in to the web UI",
+        ));
+    }
     let (secret, record) = crate::tokens::issue(
         &state.store,
         IssueRequest {
@@ -248,10 +254,10 @@ pub async fn create_token(
             requests_per_minute: body.requests_per_minute,
             default_requests_per_minute: state.config.token_requests_per_minute,
             requester_is_admin: principal.role == Role::Admin,
-            ip_rules: IpRules::parse(
+            ip_rules: principal.grantable_rules(IpRules::parse(
                 body.allowed_cidrs.as_deref().unwrap_or_default(),
                 body.denied_cidrs.as_deref().unwrap_or_default(),
-            )?,
+            )?)?,
             audio_quota: AudioQuota::from_minutes(
                 body.audio_quota_minutes,
                 body.audio_quota_refill.as_deref(),

@@ -231,7 +231,7 @@ pub async fn submit(
     };
     let options = serde_json::to_string(&JobOptions {
         language: language.clone(),
-        token_id: principal.token_id(),
+        token_id: principal.usage_token_id(),
         budget_token_id: principal.budget().map(|b| b.token_id),
         ..options
     })

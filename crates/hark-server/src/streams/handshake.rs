@@ -55,8 +55,8 @@ pub async fn authorize(
             return Err(err);
         }
     };
-    if let Credential::Token { record, .. } = &principal.credential {
-        caller.verified(record.id);
+    if let Some(usage_id) = principal.usage_token_id() {
+        caller.verified(usage_id);
     }
     principal.require(Scope::Realtime)?;
     if let Credential::Token { record, .. } = &principal.credential {

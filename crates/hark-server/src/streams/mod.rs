@@ -150,11 +150,9 @@ impl Streams {
     ) -> Result<StreamPermit, StreamError> {
         match crate::budgets::require_audio(state, principal).await {
             Ok(()) => self.admit(principal),
+            // Counted as its handshake was (one outcome a request); the refusal is the
+            // stream's first message.
             Err(e @ crate::error::ApiError::QuotaExceeded { .. }) => {
-                if let Some(id) = principal.token_id() {
-                    self.usage
-                        .count(id, hark_core::usage::Outcome::QuotaExceeded);
-                }
                 Err(StreamError::QuotaExceeded(e.to_string()))
             }
             Err(e) => {

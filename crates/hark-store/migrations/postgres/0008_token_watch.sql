@@ -13,10 +13,13 @@ ALTER TABLE tokens ADD COLUMN revoked_reason TEXT;
 -- When its owner was told it expires soon (so they are told once).
 ALTER TABLE tokens ADD COLUMN expiry_noticed_at BIGINT;
 
--- The SHA-256 (hex) of the token secret an event was done with, or is about: lets an
+-- The SHA-256 (hex) of the token secret an event was done with (`token_hash`) and of the
+-- one it is about (`subject_hash`: a token created, rotated or reported leaked): lets an
 -- admin holding a leaked token find everything it did without the token being stored.
 ALTER TABLE audit_events ADD COLUMN token_hash TEXT;
+ALTER TABLE audit_events ADD COLUMN subject_hash TEXT;
 CREATE INDEX audit_events_token_hash ON audit_events (token_hash);
+CREATE INDEX audit_events_subject_hash ON audit_events (subject_hash);
 
 -- Verifications by outcome and the speech they paid for, per token: per-minute rows
 -- (kept for a short while) and per-day rows (kept longer). `bucket`: the period's start,

@@ -102,8 +102,10 @@ impl Tokens<'_> {
         })
     }
 
-    /// Adds audio spent in the period starting `period_start`; a charge in a new period
-    /// starts that period's count afresh. One statement, so concurrent charges add up.
+    /// Adds audio spent in the period starting `period_start`; a charge in a later period
+    /// starts that period's count afresh, and one dated before the stored period (a node
+    /// whose clock is behind, or a budget changed from daily to monthly) is added to the
+    /// current count rather than lost. One statement, so concurrent charges add up.
     pub async fn charge_audio(
         &self,
         id: i64,
@@ -113,10 +115,11 @@ impl Tokens<'_> {
         let start = to_millis(period_start);
         on!(self.db, c => sqlx::query(
             "UPDATE tokens SET
-                 audio_used_seconds = CASE WHEN audio_period_start = $1
+                 audio_used_seconds = CASE WHEN audio_period_start >= $1
                                            THEN audio_used_seconds + $2 ELSE $2 END,
-                 audio_period_start = $1
-             WHERE id = $3 AND (audio_period_start IS NULL OR audio_period_start <= $1)",
+                 audio_period_start = CASE WHEN audio_period_start >= $1
+                                           THEN audio_period_start ELSE $1 END
+             WHERE id = $3",
         )
         .bind(start)
         .bind(seconds)

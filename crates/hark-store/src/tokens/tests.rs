@@ -324,13 +324,14 @@ async fn ip_rules_and_audio_budgets_are_kept_and_a_child_sees_its_parents_rules(
             .unwrap();
         store
             .tokens()
-            .charge_audio(child.id, 99.0, yesterday)
+            .charge_audio(child.id, 7.5, yesterday)
             .await
             .unwrap();
         let spent = store.tokens().audio_use(child.id).await.unwrap();
         assert_eq!(
             (spent.used_seconds, spent.period_start),
-            (42.5, Some(today))
+            (50.0, Some(today)),
+            "a late charge counts in the current period"
         );
 
         assert!(store.tokens().revoke_as_leaked(parent.id).await.unwrap());

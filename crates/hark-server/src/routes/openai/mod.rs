@@ -213,7 +213,7 @@ pub async fn transcriptions(
         SpeechError::Audio(message) => ApiError::bad_request(format!("file: {message}")),
         other => ApiError::Internal(other.to_string()),
     })?;
-    if let Some(token_id) = principal.token_id() {
+    if let Some(token_id) = principal.usage_token_id() {
         state.usage.add_audio(token_id, transcript.duration);
     }
     if let Some(holder) = principal.budget() {

@@ -646,9 +646,9 @@ function tokenRow(t, reload) {
   if (t.revoked_reason === "leaked") marks.push(h("span", { class: "mark warn" }, "found in public"));
   if (t.allowed_cidrs?.length || t.denied_cidrs?.length) marks.push(h("span", { class: "mark" }, "IP-restricted"));
   const actions = h("td", { class: "row-actions" });
+  actions.append(h("button", { type: "button", class: "secondary small", onclick: () => usagePanel(t) }, "Usage"));
   if (t.status !== "revoked") {
     actions.append(
-      h("button", { type: "button", class: "secondary small", onclick: () => usagePanel(t) }, "Usage"),
       h("button", { type: "button", class: "secondary small", onclick: async () => {
         if (!(await confirmDialog("Rotate token?", `A new secret replaces “${t.name}”. The old one stops working now; update every place that uses it.`, "Rotate", false))) return;
         try {

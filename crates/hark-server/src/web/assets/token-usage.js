@@ -43,7 +43,9 @@ export function usagePanel(token) {
   const load = async () => {
     const [granularity, , periods, step] = RANGES.find(([value]) => value === range.value);
     try {
-      const usage = await api("GET", `/api/tokens/${token.id}/usage?granularity=${granularity}`);
+      const from = new Date(Date.now() - periods * step).toISOString();
+      const query = new URLSearchParams({ granularity, from });
+      const usage = await api("GET", `/api/tokens/${token.id}/usage?${query}`);
       body.replaceChildren(chart(usage, periods, step), totals(usage.totals), addresses(usage.addresses));
     } catch (err) {
       body.replaceChildren(h("p", { class: "error" }, err.message));
