@@ -56,6 +56,14 @@ impl IpRules {
         allowed_inside && outer.denied.iter().all(|d| inside(d, &self.denied))
     }
 
+    pub fn allowed_networks(&self) -> &[IpNet] {
+        &self.allowed
+    }
+
+    pub fn denied_networks(&self) -> &[IpNet] {
+        &self.denied
+    }
+
     pub fn allowed(&self) -> Vec<String> {
         self.allowed.iter().map(IpNet::to_string).collect()
     }

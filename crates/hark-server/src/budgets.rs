@@ -5,7 +5,10 @@
 //! budget left runs to its end and the next one is refused.
 
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
+use dashmap::DashMap;
+use hark_store::tokens::AudioUse;
 use time::OffsetDateTime;
 
 use crate::auth::{BudgetHolder, Principal};
@@ -31,8 +34,42 @@ pub async fn current(state: &AppState, principal: &Principal) -> Result<Option<B
     Ok(Some(of(state, holder).await?))
 }
 
+/// How long a read of what a budget spent is trusted. Spending reaches the store with the
+/// usage flush anyway, so this adds at most a second to how far behind a refusal can be,
+/// and spares a budgeted token's every answer a store round trip for its headers.
+const FRESH_FOR: Duration = Duration::from_secs(1);
+/// Most budgets remembered; past it the memory is cleared and refilled as asked.
+const MAX_REMEMBERED: usize = 100_000;
+
+/// Recent reads of what budgets spent, by holder.
+#[derive(Default)]
+pub struct SpentReads {
+    reads: DashMap<i64, (Instant, AudioUse)>,
+}
+
+impl SpentReads {
+    async fn get(&self, state: &AppState, holder: i64) -> Result<AudioUse, ApiError> {
+        if let Some(entry) = self.reads.get(&holder)
+            && entry.0.elapsed() < FRESH_FOR
+        {
+            return Ok(entry.1);
+        }
+        let spent = state.store.tokens().audio_use(holder).await?;
+        if self.reads.len() >= MAX_REMEMBERED {
+            self.reads.clear();
+        }
+        self.reads.insert(holder, (Instant::now(), spent));
+        Ok(spent)
+    }
+
+    /// Forgets a holder whose spending just changed.
+    fn forget(&self, holder: i64) {
+        self.reads.remove(&holder);
+    }
+}
+
 pub async fn of(state: &AppState, holder: BudgetHolder) -> Result<Budget, ApiError> {
-    let spent = state.store.tokens().audio_use(holder.token_id).await?;
+    let spent = state.spent_reads.get(state, holder.token_id).await?;
     let now = OffsetDateTime::now_utc();
     Ok(Budget {
         remaining_seconds: holder
@@ -75,6 +112,7 @@ pub async fn charge(
                     .tokens()
                     .charge_audio(token_id, seconds, start)
                     .await?;
+                state.spent_reads.forget(token_id);
             }
             Ok::<(), hark_store::StoreError>(())
         }

@@ -42,6 +42,8 @@ pub struct Shared {
     pub login_throttle: AddressThrottle,
     /// Revoke-by-value reports per client IP.
     pub revocation_throttle: AddressThrottle,
+    /// Recent reads of what audio budgets spent.
+    pub spent_reads: crate::budgets::SpentReads,
     /// Requests per token, failed token authentications per client IP.
     pub limits: RequestLimits,
     /// Live transcription sessions.
@@ -91,6 +93,7 @@ impl AppState {
             pipeline: Pipeline::new(pipeline),
             login_throttle: AddressThrottle::new(10, Duration::from_secs(30)),
             revocation_throttle: AddressThrottle::new(10, Duration::from_secs(6)),
+            spent_reads: Default::default(),
             limits,
             outbound,
             webhooks: Sender::default(),

@@ -224,6 +224,9 @@ async fn usage_is_counted_by_outcome_with_the_audio_and_the_addresses() {
         })
         .await;
 
+    for token in [limited_token, reader_token, fenced_token, payer_token] {
+        server.assert_not_stored(token);
+    }
     let bad = server
         .get(
             &format!("/api/tokens/{}/usage?granularity=week", payer["id"]),
@@ -480,6 +483,8 @@ async fn a_token_reported_by_value_is_revoked_and_its_owner_told() {
             .unwrap()
             .contains("trufflehog")
     );
+    // Nothing the watching wrote (usage, addresses, audit, webhook deliveries) holds it.
+    server.assert_not_stored(&leaked_token);
     let bad = server.get("/api/audit?token_hash=xyz", &admin).await;
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
 

@@ -52,32 +52,7 @@ async fn the_plaintext_is_shown_once_and_only_its_hash_is_stored() {
         .unwrap();
     assert!(!own.contains(&secret));
 
-    let stored = match server.storage.database_url() {
-        // Everything PostgreSQL holds for this database, as pg_dump writes it.
-        Some(url) => {
-            let dump = std::process::Command::new("pg_dump")
-                .args(["--data-only", url])
-                .output()
-                .unwrap();
-            assert!(
-                dump.status.success(),
-                "{}",
-                String::from_utf8_lossy(&dump.stderr)
-            );
-            vec![dump.stdout]
-        }
-        None => vec![
-            std::fs::read(server.data_dir.path().join("hark.db")).unwrap(),
-            std::fs::read(server.data_dir.path().join("hark.db-wal")).unwrap_or_default(),
-        ],
-    };
-    assert!(stored.iter().any(|bytes| !bytes.is_empty()));
-    for bytes in stored {
-        assert!(
-            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
-            "plaintext in the database"
-        );
-    }
+    server.assert_not_stored(&secret);
 }
 
 #[tokio::test]

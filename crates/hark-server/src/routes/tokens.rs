@@ -56,8 +56,12 @@ pub struct TokenView<'a> {
     /// Its own budget (requests a minute); null: the server's default.
     pub requests_per_minute: Option<u32>,
     /// Networks it may be used from (`[]`: anywhere) and never from.
-    pub allowed_cidrs: Vec<String>,
-    pub denied_cidrs: Vec<String>,
+    #[serde(serialize_with = "networks")]
+    #[schema(value_type = Vec<String>)]
+    pub allowed_cidrs: &'a [ipnet::IpNet],
+    #[serde(serialize_with = "networks")]
+    #[schema(value_type = Vec<String>)]
+    pub denied_cidrs: &'a [ipnet::IpNet],
     /// Its audio budget, if it has one (remaining minutes are in `GET /api/tokens/{id}/usage`).
     pub audio_quota_minutes: Option<u64>,
     pub audio_quota_refill: Option<&'static str>,
@@ -87,14 +91,24 @@ impl<'a> TokenView<'a> {
                 && record.expires_at.is_some_and(|t| t - now <= EXPIRY_WARNING),
             revoked_at: record.revoked_at,
             requests_per_minute: record.requests_per_minute,
-            allowed_cidrs: record.ip_rules.allowed(),
-            denied_cidrs: record.ip_rules.denied(),
+            allowed_cidrs: record.ip_rules.allowed_networks(),
+            denied_cidrs: record.ip_rules.denied_networks(),
             audio_quota_minutes: record.audio_quota.map(|q| q.seconds / 60),
             audio_quota_refill: record.audio_quota.map(|q| q.refill.as_str()),
             audio_quota_remaining_seconds: None,
             revoked_reason: record.revoked_reason.as_deref(),
         }
     }
+}
+
+/// Networks as text, written straight into the answer (no `String` per network).
+fn networks<S: serde::Serializer>(list: &&[ipnet::IpNet], out: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let mut seq = out.serialize_seq(Some(list.len()))?;
+    for net in list.iter() {
+        seq.serialize_element(&format_args!("{net}"))?;
+    }
+    seq.end()
 }
 
 fn status_name(status: TokenStatus) -> &'static str {

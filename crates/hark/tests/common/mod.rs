@@ -153,6 +153,36 @@ impl TestServer {
         self.log.lock().unwrap().clone()
     }
 
+    /// Fails if `secret` appears anywhere in what the database holds (every table): the
+    /// SQLite file and its WAL, or PostgreSQL's data as pg_dump writes it.
+    pub fn assert_not_stored(&self, secret: &str) {
+        let stored = match self.storage.database_url() {
+            Some(url) => {
+                let dump = std::process::Command::new("pg_dump")
+                    .args(["--data-only", url])
+                    .output()
+                    .unwrap();
+                assert!(
+                    dump.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&dump.stderr)
+                );
+                vec![dump.stdout]
+            }
+            None => vec![
+                std::fs::read(self.data_dir.path().join("hark.db")).unwrap(),
+                std::fs::read(self.data_dir.path().join("hark.db-wal")).unwrap_or_default(),
+            ],
+        };
+        assert!(stored.iter().any(|bytes| !bytes.is_empty()));
+        for bytes in stored {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "plaintext in the database"
+            );
+        }
+    }
+
     /// Remembers a secret so the log check at drop looks for it.
     pub fn saw_secret(&self, secret: &str) {
         self.secrets.lock().unwrap().push(secret.to_owned());
