@@ -163,6 +163,13 @@ async fn openapi_document_covers_every_route() {
         "GET /api/manage/projects/{id}/keys",
         "POST /api/manage/projects/{id}/keys",
         "DELETE /api/manage/projects/{id}/keys/{key_id}",
+        "GET /api/manage/projects/{id}/keys/{key_id}/usage",
+        "GET /api/tokens/{id}/usage",
+        "PATCH /api/tokens/{id}",
+        "POST /api/tokens/revoke-by-value",
+        "GET /v1/revocable_token_types",
+        "POST /v1/revoke_tokens",
+        "POST /api/github/secret-scanning",
     ]
     .into_iter()
     .map(String::from)

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use dashmap::DashMap;
 use hark_core::roles::Role;
 use hark_core::tokens::{self, TokenHash};
+use hark_core::usage::Outcome;
 use hark_store::Store;
 use hark_store::audit::Actor;
 use hark_store::tokens::{ParentState, SecretMatch, TokenRecord};
@@ -25,7 +26,6 @@ use time::OffsetDateTime;
 use super::principal::{BudgetHolder, Credential, Principal};
 use super::usage::{UsageRecorder, Use};
 use crate::error::ApiError;
-use hark_core::usage::Outcome;
 
 /// Entries beyond this are verified against the store every time instead of cached, so
 /// memory stays bounded however many tokens exist.

@@ -183,6 +183,17 @@ impl TestServer {
         }
     }
 
+    /// One page (up to 100) of the audit log as `admin` reads it, narrowed by `query`.
+    pub async fn audit_events(&self, admin: &str, query: &str) -> Vec<Value> {
+        let page: Value = self
+            .get(&format!("/api/audit?per_page=100&{query}"), admin)
+            .await
+            .json()
+            .await
+            .unwrap();
+        page["events"].as_array().unwrap().clone()
+    }
+
     /// Remembers a secret so the log check at drop looks for it.
     pub fn saw_secret(&self, secret: &str) {
         self.secrets.lock().unwrap().push(secret.to_owned());
@@ -615,4 +626,10 @@ pub async fn wait_for_recording(
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// SHA-256 in hex, as `sha256sum` prints it and the audit log's `hashed_token` holds it.
+pub fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
 }
