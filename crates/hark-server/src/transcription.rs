@@ -56,6 +56,8 @@ pub struct PipelineConfig {
     pub beam_size: usize,
     /// What one file may decode to (sample rates, length).
     pub decode_limits: DecodeLimits,
+    /// How long a worker waits before trying again when the speech engine cannot load.
+    pub model_retry: std::time::Duration,
 }
 
 /// What a client asked for when submitting audio, stored with the job.
@@ -92,6 +94,8 @@ pub struct Pipeline {
     wake: Notify,
     /// Bounds synchronous transcriptions (the OpenAI-compatible endpoint) to the worker count.
     sync_slots: Semaphore,
+    /// Set while the engine cannot load (no model installed), cleared once it does.
+    engine_problem: std::sync::Mutex<Option<String>>,
 }
 
 impl Pipeline {
@@ -101,7 +105,23 @@ impl Pipeline {
             config,
             engine: OnceCell::new(),
             wake: Notify::new(),
+            engine_problem: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Why jobs wait for the engine, if they do (for `/readyz`).
+    pub fn engine_problem(&self) -> Option<String> {
+        self.engine_problem
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set_engine_problem(&self, problem: Option<String>) {
+        *self
+            .engine_problem
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = problem;
     }
 
     /// Tells idle workers there is work, so they need not wait for their next poll.
@@ -320,16 +340,24 @@ async fn process(state: &AppState, worker: &str, job: Job) {
         .transcribe(audio.path().to_owned(), &options, progress)
         .await;
     let outcome = match result {
-        Ok(transcript) => transcript,
+        Ok(transcript) => {
+            state.pipeline.set_engine_problem(None);
+            transcript
+        }
         Err(SpeechError::Audio(reason)) => {
             tracing::info!(job = job.id, %reason, "the audio cannot be transcribed");
             return fail(state, worker, &job, &reason).await;
         }
         Err(SpeechError::Model(reason)) => {
-            // The server is misconfigured, not the audio bad: keep the job for a fixed server.
+            // The server is misconfigured, not the audio bad: the job waits for a fixed
+            // server without losing the attempt, and says so.
             tracing::error!(job = job.id, %reason, "the speech engine is unavailable; the job stays queued");
-            let _ = jobs.release(&job, worker, &reason).await;
-            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            let waiting = format!("waiting for the server's speech engine: {reason}");
+            if let Err(e) = jobs.give_back(&job, worker, &waiting).await {
+                tracing::error!(job = job.id, error = %e, "could not hand the job back");
+            }
+            state.pipeline.set_engine_problem(Some(reason));
+            tokio::time::sleep(state.pipeline.config.model_retry).await;
             return;
         }
         Err(e) => return retry_or_fail(state, worker, &job, &e.to_string()).await,

@@ -325,6 +325,37 @@ impl Jobs<'_> {
         Ok(())
     }
 
+    /// Hands a job back untried: the server, not the audio, was at fault (no speech model),
+    /// so the attempt is given back and the recording shows, as pending, why it waits.
+    pub async fn give_back(&self, job: &Job, worker: &str, reason: &str) -> Result<bool> {
+        let now = now_millis();
+        let mut tx = self.db.begin().await?;
+        let returned = on!(tx, c => sqlx::query(
+            "UPDATE jobs SET status = 'queued', attempts = attempts - 1, leased_by = NULL,
+                 lease_expires_at = NULL, error = $1, updated_at = $2
+             WHERE id = $3 AND attempts = $4 AND leased_by = $5 AND status = 'running'",
+        )
+        .bind(reason)
+        .bind(now)
+        .bind(job.id)
+        .bind(job.attempts)
+        .bind(worker)
+        .execute(c)
+        .await
+        .map(|done| done.rows_affected()))?;
+        if returned == 1 {
+            set_recording_status(
+                &mut tx,
+                job.recording_id,
+                RecordingStatus::Pending,
+                Some(reason),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(returned == 1)
+    }
+
     /// Fails the jobs that used up their attempts (their last worker died), so no
     /// recording waits forever. Returns the ids of the jobs it closed.
     pub async fn fail_exhausted(&self) -> Result<Vec<i64>> {

@@ -160,6 +160,10 @@ pub struct ServeArgs {
     pub log_format: LogFormat,
     #[command(flatten)]
     pub engine: EngineArgs,
+    /// Seconds a worker waits before trying again when the speech engine cannot load (no
+    /// model installed): jobs stay queued meanwhile, their attempts untouched.
+    #[arg(long, env = "HARK_MODEL_RETRY_SECS", default_value_t = 30.0)]
+    pub model_retry_secs: f64,
     /// Transcription workers in this process (0 with `serve`: an API-only node).
     #[arg(long, env = "HARK_WORKERS", default_value_t = 1)]
     pub workers: usize,

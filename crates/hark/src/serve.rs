@@ -116,6 +116,7 @@ pub async fn run(
         max_attempts: args.job_attempts.clamp(1, 100),
         beam_size: args.engine.beam_size.clamp(1, 16),
         decode_limits: args.engine.decode_limits()?,
+        model_retry: Duration::from_secs_f64(args.model_retry_secs.clamp(0.1, 3600.0)),
     };
     let state = AppState::new(store, blobs, config, pipeline).await?;
     match node {

@@ -447,3 +447,55 @@ async fn an_api_only_node_queues_and_a_worker_process_transcribes() {
     let done = wait_for_recording(&server, &token, id, Duration::from_secs(120)).await;
     assert_eq!(done["status"], "COMPLETED", "{done}");
 }
+
+#[tokio::test]
+async fn without_a_model_jobs_wait_visibly_and_run_once_one_is_installed() {
+    let models = tempfile::tempdir().unwrap();
+    let dir = models.path().join("whisper");
+    let server = TestServer::start_with(&[
+        "--model-dir",
+        dir.to_str().unwrap(),
+        "--job-attempts",
+        "1",
+        "--model-retry-secs",
+        "0.3",
+    ])
+    .await;
+    let token = server.user_with_token("ada", "member");
+    let res = server
+        .upload(&token, &shared_audio("meeting_03.wav"), None)
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let id = res.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    // Claimed and handed back several times over: none may use up its one attempt.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let waiting: Value = server
+        .get(&format!("/api/recordings/{id}"), &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(waiting["status"], "PENDING", "{waiting}");
+    assert!(
+        waiting["error"].as_str().unwrap().contains("speech engine"),
+        "{waiting}"
+    );
+    let ready: Value = server.get_anonymous("/readyz").await.json().await.unwrap();
+    assert_eq!(ready["status"], "degraded", "{ready}");
+    assert!(
+        ready["reason"]
+            .as_str()
+            .unwrap()
+            .contains("transcriptions wait")
+    );
+
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(model_dir()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+    }
+    let done = wait_for_recording(&server, &token, id, LIMIT).await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    let ready: Value = server.get_anonymous("/readyz").await.json().await.unwrap();
+    assert_eq!(ready["status"], "ready");
+}

@@ -13,13 +13,20 @@ use crate::state::AppState;
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {
+    /// `ok`, `ready`, `degraded` (serving, but transcriptions wait: see `reason`) or
+    /// `unavailable`.
     pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 #[utoipa::path(get, path = "/healthz", tag = "operations",
     responses((status = 200, description = "The process is up", body = Health)))]
 pub async fn healthz() -> Json<Health> {
-    Json(Health { status: "ok" })
+    Json(Health {
+        status: "ok",
+        reason: None,
+    })
 }
 
 #[utoipa::path(get, path = "/readyz", tag = "operations",
@@ -27,13 +34,30 @@ pub async fn healthz() -> Json<Health> {
         (status = 503, description = "The database does not answer", body = Health)))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, Json(Health { status: "ready" })),
+        // Still ready: the API serves and uploads queue safely; the reason says what waits.
+        Ok(()) => match state.pipeline.engine_problem() {
+            Some(problem) => (
+                StatusCode::OK,
+                Json(Health {
+                    status: "degraded",
+                    reason: Some(format!("transcriptions wait: {problem}")),
+                }),
+            ),
+            None => (
+                StatusCode::OK,
+                Json(Health {
+                    status: "ready",
+                    reason: None,
+                }),
+            ),
+        },
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 Json(Health {
                     status: "unavailable",
+                    reason: None,
                 }),
             )
         }

@@ -323,3 +323,46 @@ async fn racing_claimers_take_each_job_once() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_job_given_back_keeps_its_attempts_and_says_why_it_waits() {
+    on_each_backend(async |store| {
+        let (recording, _) = submitted(&store).await;
+        // Two attempts allowed; five claims given back must not use them up.
+        for _ in 0..5 {
+            let job = store
+                .jobs()
+                .claim("w", Duration::seconds(5))
+                .await
+                .unwrap()
+                .expect("the job is claimable again");
+            assert_eq!(job.attempts, 1);
+            assert!(
+                store
+                    .jobs()
+                    .give_back(&job, "w", "no speech model")
+                    .await
+                    .unwrap()
+            );
+            assert!(store.jobs().fail_exhausted().await.unwrap().is_empty());
+        }
+        let waiting = store.recordings().by_id(recording.id).await.unwrap();
+        assert_eq!(waiting.status, RecordingStatus::Pending);
+        assert_eq!(waiting.error.as_deref(), Some("no speech model"));
+        let job = store
+            .jobs()
+            .claim("w", Duration::seconds(5))
+            .await
+            .unwrap()
+            .unwrap();
+        let stale = Job {
+            attempts: 7,
+            ..job.clone()
+        };
+        assert!(
+            !store.jobs().give_back(&stale, "w", "x").await.unwrap(),
+            "fenced"
+        );
+    })
+    .await;
+}

@@ -450,10 +450,12 @@ fn spawn_node(
 ) -> (Child, JoinHandle<()>, String) {
     let mut process = Command::new(hark_bin());
     storage.apply(&mut process);
+    process.args([command, "--listen", "127.0.0.1:0", "--beam-size", "1"]);
+    // The bundled model, unless the test names a model folder of its own.
+    if !extra.contains(&"--model-dir") {
+        process.arg("--model-dir").arg(model_dir());
+    }
     let mut child = process
-        .args([command, "--listen", "127.0.0.1:0", "--beam-size", "1"])
-        .arg("--model-dir")
-        .arg(model_dir())
         .env("HARK_LAST_USED_FLUSH_SECS", "0.2")
         .env("RAYON_NUM_THREADS", "2")
         .arg("--data-dir")
