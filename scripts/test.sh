@@ -9,9 +9,10 @@ bash scripts/fetch-model.sh models/whisper-tiny.en
 bash scripts/fetch-vad.sh models/silero-vad
 # The official openai, speechmatics-rt, speechmatics-batch and (older) speechmatics-python clients, and
 # the gql GraphQL client (as Fireflies' users drive its API; 4.0.0, as 4.1+ needs a tenacity that
-# speechmatics-python 5.0.0 refuses), for the tests that drive hark through them.
+# speechmatics-python 5.0.0 refuses), for the tests that drive hark through them; and
+# schemathesis, which generates requests from hark's OpenAPI document (tests/schema.rs).
 [ -x target/test-venv/bin/python ] || python3 -m venv target/test-venv
-target/test-venv/bin/python -m pip install --quiet --disable-pip-version-check "openai==3.57.0" "speechmatics-rt[jwt]==1.2.1" "speechmatics-python==5.0.0" "speechmatics-batch==1.1.0" "gql[requests]==4.0.0"
+target/test-venv/bin/python -m pip install --quiet --disable-pip-version-check "openai==3.57.0" "speechmatics-rt[jwt]==1.2.1" "speechmatics-python==5.0.0" "speechmatics-batch==1.1.0" "gql[requests]==4.0.0" "schemathesis==4.32.5"
 # Debian's Chromium and playwright-core (pinned in its package-lock.json) for the browser tests.
 if ! command -v chromium >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive

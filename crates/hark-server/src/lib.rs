@@ -42,9 +42,32 @@ pub fn app(state: AppState) -> Router {
     let (api, mut openapi) = routes::api();
     // The real-time handshake is one handler under several paths; the document says so.
     if let Some(item) = openapi.paths.paths.get("/v2").cloned() {
-        for alias in ["/v2/{language}", "/api/v3/realtime"] {
-            openapi.paths.paths.insert(alias.to_owned(), item.clone());
+        openapi
+            .paths
+            .paths
+            .insert("/api/v3/realtime".to_owned(), item.clone());
+        let mut with_language = item;
+        let language = utoipa::openapi::path::ParameterBuilder::new()
+            .name("language")
+            .parameter_in(utoipa::openapi::path::ParameterIn::Path)
+            .required(utoipa::openapi::Required::True)
+            .description(Some(
+                "The language code, Speechmatics' form of the URL (e.g. `en`)",
+            ))
+            .schema(Some(
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String),
+            ))
+            .build();
+        if let Some(op) = with_language.get.as_mut() {
+            op.parameters
+                .get_or_insert_with(Vec::new)
+                .push(utoipa::openapi::RefOr::T(language));
         }
+        openapi
+            .paths
+            .paths
+            .insert("/v2/{language}".to_owned(), with_language);
     }
     let json_limit = state.config.max_json_bytes;
     api.merge(routes::realtime_aliases())

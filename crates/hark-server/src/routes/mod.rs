@@ -119,7 +119,7 @@ pub fn api() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         speechmatics::batch::create_job,
         speechmatics::batch::list_jobs
     );
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))
@@ -190,7 +190,65 @@ pub fn api() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(speechmatics::api_keys::create_temporary_key))
         .routes(routes!(speechmatics::realtime::realtime))
         .routes(routes!(openai::realtime::realtime))
-        .split_for_parts()
+        .split_for_parts();
+    document_rejections(&mut doc);
+    (router, doc)
+}
+
+/// Adds the answers every operation can give before its handler runs, which its own
+/// annotations leave out: 400 for a path parameter that does not parse, and 400 and 415
+/// for a JSON body that does not parse or is not JSON.
+fn document_rejections(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::path::{Operation, ParameterIn};
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    let error = |description: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build(),
+        )
+    };
+    let add = |op: &mut Operation| {
+        let in_path = op
+            .parameters
+            .iter()
+            .flatten()
+            .any(|p| matches!(p, RefOr::T(p) if p.parameter_in == ParameterIn::Path));
+        let json_body = op.request_body.as_ref().is_some_and(
+            |body| matches!(body, RefOr::T(b) if b.content.contains_key("application/json")),
+        );
+        let responses = &mut op.responses.responses;
+        if in_path || json_body {
+            responses
+                .entry("400".into())
+                .or_insert_with(|| error("A path parameter or the body does not parse"));
+        }
+        if json_body {
+            responses.entry("415".into()).or_insert_with(|| {
+                error("The body is not JSON (send Content-Type: application/json)")
+            });
+        }
+    };
+    for item in doc.paths.paths.values_mut() {
+        for op in [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            add(op);
+        }
+    }
 }
 
 /// The operations endpoints alone, for a worker node.

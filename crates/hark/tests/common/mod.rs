@@ -26,7 +26,6 @@ pub fn hark_bin() -> &'static str {
     env!("CARGO_BIN_EXE_hark")
 }
 
-/// The clips and transcripts in ../shared/audio.
 /// The test venv's Python, where scripts/test.sh installs the official client libraries.
 pub fn test_python() -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-venv/bin/python");
@@ -55,6 +54,7 @@ pub async fn run_test_python(args: Vec<String>) -> String {
     stdout
 }
 
+/// The clips and transcripts in ../shared/audio.
 pub fn shared_audio(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../../shared/audio")
