@@ -496,19 +496,13 @@ async fn a_token_about_to_expire_is_announced_once() {
     let admin = server.user_with_token("adm", "admin");
     let owner = server.user_with_token("ana", "member");
     let peer = Peer::start().await;
-    let res = server
-        .post_json(
-            "/api/webhooks",
+    server
+        .webhook(
             &owner,
-            json!({"url": format!("{}/hooks/expiry", peer.base), "events": ["token.expiring"]}),
+            &format!("{}/hooks/expiry", peer.base),
+            &["token.expiring"],
         )
         .await;
-    assert_eq!(res.status(), StatusCode::CREATED);
-    server.saw_secret(
-        res.json::<Value>().await.unwrap()["secret"]
-            .as_str()
-            .unwrap(),
-    );
     let soon = (time::OffsetDateTime::now_utc() + time::Duration::days(3))
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap();

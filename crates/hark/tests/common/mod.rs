@@ -183,6 +183,21 @@ impl TestServer {
         }
     }
 
+    /// Registers a webhook for `events` with `token`'s owner; remembers its secret.
+    pub async fn webhook(&self, token: &str, url: &str, events: &[&str]) -> Value {
+        let res = self
+            .post_json(
+                "/api/webhooks",
+                token,
+                json!({"url": url, "events": events}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let hook: Value = res.json().await.unwrap();
+        self.saw_secret(hook["secret"].as_str().unwrap());
+        hook
+    }
+
     /// One page (up to 100) of the audit log as `admin` reads it, narrowed by `query`.
     pub async fn audit_events(&self, admin: &str, query: &str) -> Vec<Value> {
         let page: Value = self
