@@ -71,19 +71,7 @@ async fn a_token_reported_by_value_is_revoked_and_its_owner_told() {
             server.get("/api/tags", &leaked_token).await.status() == StatusCode::UNAUTHORIZED
         })
         .await;
-    let listed: Value = server
-        .get("/api/tokens", &owner)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let row = listed["tokens"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["id"] == leaked["id"])
-        .unwrap()
-        .clone();
+    let row = server.listed_token(&owner, &leaked["id"]).await;
     assert_eq!(
         (row["status"].as_str(), row["revoked_reason"].as_str()),
         (Some("revoked"), Some("leaked"))

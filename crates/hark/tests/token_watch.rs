@@ -437,19 +437,7 @@ async fn an_audio_budget_refuses_transcriptions_once_spent() {
         (Some("Error"), Some("quota_exceeded"))
     );
 
-    let listed: Value = server
-        .get("/api/tokens", &admin)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let row = listed["tokens"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["id"] == budgeted["id"])
-        .unwrap()
-        .clone();
+    let row = server.listed_token(&admin, &budgeted["id"]).await;
     assert_eq!(row["audio_quota_remaining_seconds"], 0);
     server
         .eventually(Duration::from_secs(10), || async {

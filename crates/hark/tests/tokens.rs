@@ -129,19 +129,7 @@ async fn revoking_stops_the_very_next_request() {
         .delete(&format!("/api/tokens/{}", created["id"]), &admin)
         .await;
     assert_eq!(again.status(), StatusCode::OK, "revoking twice is harmless");
-    let listed: Value = server
-        .get("/api/tokens", &admin)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let row = listed["tokens"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["id"] == created["id"])
-        .unwrap()
-        .clone();
+    let row = server.listed_token(&admin, &created["id"]).await;
     assert_eq!(row["status"], "revoked");
     assert!(row["revoked_at"].is_string());
     assert_eq!(

@@ -183,6 +183,18 @@ impl TestServer {
         }
     }
 
+    /// The row of token `id` in `GET /api/tokens` as `token` lists it.
+    pub async fn listed_token(&self, token: &str, id: &Value) -> Value {
+        let listed: Value = self.get("/api/tokens", token).await.json().await.unwrap();
+        listed["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == *id)
+            .unwrap_or_else(|| panic!("token {id} is listed: {listed}"))
+            .clone()
+    }
+
     /// Registers a webhook for `events` with `token`'s owner; remembers its secret.
     pub async fn webhook(&self, token: &str, url: &str, events: &[&str]) -> Value {
         let res = self
